@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Benchmark: streaming one-row V-Max rollout vs the literal dense rollout of §4.
+
+Variants (each runs in its own fresh subprocess so peak memory is not shared):
+  naive_dense     all layers' (B, H, L, L) attention held at once (what HF
+                  ``output_attentions=True`` returns) + dense Â and L×L×L products
+  naive_layer     the same dense maths, but only one layer's attention exists at a time
+  streaming       VMaxRollout: one layer at a time, stores Ā_l (lower triangle), one row backwards
+
+Inputs: random causal softmax probabilities, layer l drawn from its own seed, so every
+variant sees identical numbers; the streaming and per-layer variants regenerate each
+layer into one reused buffer on the fly. Generation is excluded from the timings.
+
+Memory: peak resident set size (Linux VmHWM) of the worker minus its RSS after imports and
+a warm-up, with the high-water mark reset right after that baseline (``/proc/self/clear_refs``;
+falls back to ru_maxrss, which then also counts import-time peaks). This counts everything
+the variant makes resident: the attention inputs it holds at once, its workspace and temporaries.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import resource
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from decaf_ros.core.rollout import VMaxRollout, naive_vmax_rollout  # noqa: E402
+
+VARIANTS = ("streaming", "naive_layer", "naive_dense")
+GEN_ROWS = 32  # rows generated at once: keeps generation temporaries to a few MB
+
+
+# ---------------------------------------------------------------- memory probes
+def _status_kb(field: str) -> int:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith(field + ":"):
+                return int(line.split()[1])
+    raise KeyError(field)
+
+
+def _reset_peak() -> bool:
+    """Reset VmHWM to the current RSS; False when the kernel does not allow it."""
+    try:
+        with open("/proc/self/clear_refs", "w") as f:
+            f.write("5")
+        return True
+    except OSError:
+        return False
+
+
+def _peak_kb(reset_ok: bool) -> int:
+    if reset_ok:
+        return _status_kb("VmHWM")
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+
+
+# ---------------------------------------------------------------- inputs
+def visual_mask(batch: int, length: int) -> torch.Tensor:
+    """A Qwen-like layout: a short text prefix, a long visual span, then the question."""
+    mask = torch.zeros(batch, length, dtype=torch.bool)
+    mask[:, int(0.05 * length): int(0.93 * length)] = True
+    return mask
+
+
+def fill_layer(buf: torch.Tensor, seed: int, layer: int) -> None:
+    """Write layer ``layer``'s causal softmax probabilities into ``buf`` (B, H, L, L), in row blocks."""
+    gen = torch.Generator().manual_seed(seed * 1000 + layer)
+    b, h, length, _ = buf.shape
+    cols = torch.arange(length)
+    for r0 in range(0, length, GEN_ROWS):
+        r1 = min(r0 + GEN_ROWS, length)
+        scores = torch.randn(b, h, r1 - r0, length, generator=gen).mul_(2.0)
+        above = cols[None, :] > torch.arange(r0, r1)[:, None]  # causal: key > query is masked
+        scores.masked_fill_(above, float("-inf"))
+        buf[:, :, r0:r1] = scores.softmax(dim=-1)
+
+
+# ---------------------------------------------------------------- workers
+def run_streaming(args, mask, reset_ok):
+    buf = torch.empty(args.batch, args.heads, args.length, args.length)
+    rollout = VMaxRollout(mask, row_block=args.row_block)
+    compute = 0.0
+    for layer in range(args.layers):
+        fill_layer(buf, args.seed, layer)
+        t0 = time.perf_counter()
+        rollout.add_layer(buf)
+        compute += time.perf_counter() - t0
+    t0 = time.perf_counter()
+    row = rollout.last_token_row()
+    compute += time.perf_counter() - t0
+    return row, compute, {"stored_mean_mb": rollout.stored_bytes() / 2**20}
+
+
+def run_naive_layer(args, mask, reset_ok):
+    buf = torch.empty(args.batch, args.heads, args.length, args.length)
+    gen_time = 0.0
+
+    def layers():
+        nonlocal gen_time
+        for layer in range(args.layers):
+            t0 = time.perf_counter()
+            fill_layer(buf, args.seed, layer)
+            gen_time += time.perf_counter() - t0
+            yield buf
+
+    t0 = time.perf_counter()
+    row = naive_vmax_rollout(layers(), mask)
+    return row, time.perf_counter() - t0 - gen_time, {}
+
+
+def run_naive_dense(args, mask, reset_ok):
+    layers = []
+    for layer in range(args.layers):
+        buf = torch.empty(args.batch, args.heads, args.length, args.length)
+        fill_layer(buf, args.seed, layer)
+        layers.append(buf)
+    t0 = time.perf_counter()
+    row = naive_vmax_rollout(layers, mask)
+    return row, time.perf_counter() - t0, {}
+
+
+def worker(args) -> None:
+    torch.set_num_threads(args.threads)
+    mask = visual_mask(args.batch, args.length)
+    # warm-up so lazily initialised thread pools and kernels are part of the baseline
+    small = torch.rand(1, 2, 64, 64).softmax(-1)
+    naive_vmax_rollout([small, small], torch.ones(1, 64, dtype=torch.bool))
+    roll = VMaxRollout(torch.ones(1, 64, dtype=torch.bool))
+    roll.add_layer(small)
+    roll.last_token_row()
+    del small, roll
+    baseline_kb = _status_kb("VmRSS")
+    reset_ok = _reset_peak()
+    run = {"streaming": run_streaming, "naive_layer": run_naive_layer,
+           "naive_dense": run_naive_dense}[args.worker]
+    row, seconds, extra = run(args, mask, reset_ok)
+    peak_kb = _peak_kb(reset_ok)
+    torch.save(row, args.out_row)
+    report = {
+        "variant": args.worker, "seconds": seconds,
+        "peak_mb": (peak_kb - baseline_kb) / 1024, "baseline_mb": baseline_kb / 1024,
+        "hwm_reset": reset_ok, **extra,
+    }
+    print(json.dumps(report))
+
+
+# ---------------------------------------------------------------- driver
+def spawn(variant: str, args, row_path: str) -> dict:
+    cmd = [sys.executable, __file__, "--worker", variant, "--out-row", row_path,
+           "--length", str(args.length), "--heads", str(args.heads), "--layers", str(args.layers),
+           "--batch", str(args.batch), "--seed", str(args.seed), "--row-block", str(args.row_block),
+           "--threads", str(args.threads)]
+    done = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        raise RuntimeError(f"{variant} worker failed:\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def rel_diff(row: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
+    """(max elementwise relative difference, max abs difference / max |ref|)."""
+    diff = (row - ref).abs()
+    elementwise = float((diff / ref.abs().clamp_min(1e-30)).max())
+    return elementwise, float(diff.max() / ref.abs().max())
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--length", type=int, default=3000, help="sequence length L")
+    p.add_argument("--heads", type=int, default=16)
+    p.add_argument("--layers", type=int, default=14, help="rollout layers (s .. N-1)")
+    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--row-block", type=int, default=512)
+    p.add_argument("--threads", type=int, default=2, help="torch CPU threads")
+    p.add_argument("--variants", default=",".join(VARIANTS), help="comma-separated subset")
+    p.add_argument("--json", default=None, help="write the results to this JSON file")
+    p.add_argument("--worker", default=None, help=argparse.SUPPRESS)
+    p.add_argument("--out-row", default=None, help=argparse.SUPPRESS)
+    args = p.parse_args()
+    if args.worker:
+        worker(args)
+        return
+
+    variants = [v for v in args.variants.split(",") if v]
+    input_mb = args.batch * args.heads * args.length ** 2 * 4 / 2**20
+    print(f"V-Max rollout benchmark: B={args.batch} H={args.heads} L={args.length} "
+          f"layers={args.layers} fp32, {args.threads} CPU thread(s), row_block={args.row_block}")
+    print(f"one layer of attention = {input_mb:.0f} MiB; all layers = {input_mb * args.layers:.0f} MiB")
+    results, rows = {}, {}
+    with tempfile.TemporaryDirectory() as tmp:
+        for variant in variants:
+            path = os.path.join(tmp, f"{variant}.pt")
+            results[variant] = spawn(variant, args, path)
+            rows[variant] = torch.load(path)
+            print(f"  done: {variant} ({results[variant]['seconds']:.2f} s)", flush=True)
+
+    ref_name = "naive_dense" if "naive_dense" in rows else variants[0]
+    print()
+    print(f"{'variant':<12} {'time s':>8} {'peak MiB':>10} {'speedup':>8} {'mem ratio':>9} "
+          f"{'max rel diff':>13} {'normwise':>10}")
+    for variant in variants:
+        r = results[variant]
+        ref = results[ref_name]
+        r["speedup_vs_ref"] = ref["seconds"] / r["seconds"]
+        r["memory_ratio_vs_ref"] = ref["peak_mb"] / max(r["peak_mb"], 1e-9)
+        r["max_rel_diff_vs_ref"], r["normwise_diff_vs_ref"] = rel_diff(rows[variant], rows[ref_name])
+        print(f"{variant:<12} {r['seconds']:>8.2f} {r['peak_mb']:>10.0f} {r['speedup_vs_ref']:>7.1f}x "
+              f"{r['memory_ratio_vs_ref']:>8.1f}x {r['max_rel_diff_vs_ref']:>13.2e} "
+              f"{r['normwise_diff_vs_ref']:>10.2e}")
+    print(f"\nratios and differences are relative to {ref_name}.")
+    print("time: rollout computation only (input generation excluded).")
+    print("peak MiB: peak RSS above the post-import baseline, i.e. attention inputs held at once "
+          "+ workspace + temporaries" + ("" if all(r["hwm_reset"] for r in results.values())
+                                         else " (ru_maxrss fallback: may include import peaks)") + ".")
+    if "streaming" in results:
+        s = results["streaming"]
+        print(f"streaming keeps {s['stored_mean_mb']:.0f} MiB of Ā blocks + one {input_mb:.0f} MiB layer buffer.")
+    if args.json:
+        payload = {"config": {k: getattr(args, k) for k in
+                              ("length", "heads", "layers", "batch", "seed", "row_block", "threads")},
+                   "reference": ref_name, "results": results}
+        Path(args.json).write_text(json.dumps(payload, indent=2))
+        print(f"wrote {args.json}")
+
+
+if __name__ == "__main__":
+    main()

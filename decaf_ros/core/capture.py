@@ -1,0 +1,175 @@
+"""Rollout capture inside the LLM's attention (§4.2): one attention function, no model patching.
+
+``decaf_rollout`` is registered with transformers' ``AttentionInterface`` and selected for
+the text layers only (the vision tower keeps sdpa). Outside an active capture, on decode
+steps and on layers below the rollout start it simply calls transformers' sdpa function.
+During the first prefill of an active capture, on layers ≥ s, it computes the attention
+probabilities densely in fp32 from the post-RoPE Q and GQA-expanded K (plain causal mask,
+fp32 softmax), hands them to ``VMaxRollout.add_layer`` and uses the *same* probabilities
+for the layer's output, so the rollout costs no second QKᵀ.
+"""
+from __future__ import annotations
+
+import contextlib
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Iterator
+
+import torch
+from transformers import AttentionInterface
+from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
+
+from .rollout import VMaxRollout, visual_span_mask
+
+ATTN_NAME = "decaf_rollout"
+
+_state = threading.local()  # the capture active in this thread (forward runs in the caller's thread)
+
+
+@dataclass
+class RolloutCapture:
+    """Handle of one capture: ``row`` (B, L) fp32 is set when the context exits cleanly."""
+
+    visual_key_mask: torch.Tensor  # (B, L) bool, the set V of §4.3
+    start_layer: int
+    num_layers: int
+    row_block: int = 512
+    rollout: VMaxRollout | None = None
+    row: torch.Tensor | None = None
+    layers_seen: list[int] = field(default_factory=list)
+    finished: bool = False  # the first prefill has passed the last layer
+
+    def wants(self, layer_idx: int | None, q_len: int) -> bool:
+        """Capture this call? Only prefill calls of the first forward, layers ≥ s."""
+        if self.finished or layer_idx is None or q_len <= 1:
+            return False
+        if self.layers_seen and layer_idx <= self.layers_seen[-1]:
+            self.finished = True  # a second prefill started (e.g. a new generate call)
+            return False
+        return layer_idx >= self.start_layer
+
+    def attend(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
+               value: torch.Tensor, scaling: float) -> torch.Tensor:
+        """Dense fp32 attention for one layer; feeds the rollout; returns (B, L, H, D)."""
+        length = query.shape[2]
+        if key.shape[2] != length:
+            raise RuntimeError("rollout capture needs a full prefill (no cached prefix)")
+        if self.rollout is None:
+            self.rollout = VMaxRollout(self.visual_key_mask.to(query.device), row_block=self.row_block)
+        probs = _causal_probs(query, repeat_kv(key, module.num_key_value_groups), scaling)  # (B, H, L, L)
+        self.rollout.add_layer(probs)
+        out = torch.matmul(probs.to(value.dtype), repeat_kv(value, module.num_key_value_groups))
+        del probs  # only one layer's per-head tensor alive at a time
+        self.layers_seen.append(int(module.layer_idx))
+        if module.layer_idx == self.num_layers - 1:
+            self.finished = True
+        return out.transpose(1, 2).contiguous()
+
+    def finalize(self) -> None:
+        expected = list(range(self.start_layer, self.num_layers))
+        if self.layers_seen[: len(expected)] != expected:
+            raise RuntimeError(
+                f"rollout capture saw layers {self.layers_seen}, expected {expected}; is the text model "
+                f"using attn_implementation='{ATTN_NAME}' (see attn_implementation_spec)?")
+        self.row = self.rollout.last_token_row()
+        self.rollout = None  # drop the stored per-layer means
+
+
+def _causal_probs(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
+    """softmax(Q Kᵀ·scaling + causal) in fp32, (B, H, L, D) x2 -> (B, H, L, L).
+
+    In-place max-subtract/exp/normalise so the scores buffer becomes the probabilities:
+    no second L×L tensor per head.
+    """
+    length = query.shape[2]
+    scores = torch.matmul(query.float(), key.float().transpose(-1, -2))
+    scores.mul_(scaling)
+    above = torch.ones(length, length, dtype=torch.bool, device=query.device).triu_(1)
+    scores.masked_fill_(above, float("-inf"))
+    scores.sub_(scores.amax(dim=-1, keepdim=True))  # the diagonal is never masked: finite max
+    scores.exp_()
+    scores.div_(scores.sum(dim=-1, keepdim=True))
+    return scores
+
+
+def decaf_rollout_attention(
+    module: torch.nn.Module,
+    query: torch.Tensor,
+    key: torch.Tensor,
+    value: torch.Tensor,
+    attention_mask: torch.Tensor | None,
+    dropout: float = 0.0,
+    scaling: float | None = None,
+    **kwargs: Any,
+) -> tuple[torch.Tensor, None]:
+    """transformers attention-function signature; q/k/v (B, heads, L, D), output (B, L, H, D)."""
+    capture: RolloutCapture | None = getattr(_state, "capture", None)
+    layer_idx = getattr(module, "layer_idx", None)
+    if capture is not None and capture.wants(layer_idx, query.shape[2]):
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        # The plain causal mask ignores padding (§13 item 5): callers keep batches unpadded.
+        return capture.attend(module, query, key, value, scale), None
+    return sdpa_attention_forward(
+        module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
+
+
+def register() -> None:
+    """Register the attention function and its mask builder (sdpa's) with transformers."""
+    AttentionInterface.register(ATTN_NAME, decaf_rollout_attention)
+    # Without a mask entry transformers would build no mask at all for this name; sdpa's
+    # mask (None when no padding, so sdpa can use is_causal) is what the fallback expects.
+    ALL_MASK_ATTENTION_FUNCTIONS.register(ATTN_NAME, sdpa_mask)
+
+
+register()
+
+
+def attn_implementation_spec(vision: str = "sdpa") -> dict[str, str]:
+    """``attn_implementation`` for ``from_pretrained``: capture in the text layers only."""
+    return {"text_config": ATTN_NAME, "vision_config": vision, "": "sdpa"}
+
+
+def enable_capture(model: torch.nn.Module) -> None:
+    """Switch an already-loaded VLM's text layers to the capture attention."""
+    vision = getattr(getattr(model.config, "vision_config", None), "_attn_implementation", None) or "sdpa"
+    model.set_attn_implementation(attn_implementation_spec(vision))
+
+
+def _text_config(model_or_adapter: Any) -> Any:
+    model = getattr(model_or_adapter, "model", model_or_adapter)
+    config = model.config
+    return getattr(config, "text_config", config)
+
+
+@contextlib.contextmanager
+def capture_rollout(
+    model_or_adapter: Any,
+    token_is_visual: torch.Tensor,
+    start_layer: int,
+    span_rule: bool = True,
+    row_block: int = 512,
+) -> Iterator[RolloutCapture]:
+    """Capture the V-Max rollout of the next prefill; ``handle.row`` is (B, L) fp32 after exit.
+
+    token_is_visual: (B, L) bool over the prompt. span_rule=True uses the contiguous span of
+    item 0 as V (Qwen, LLaVA-OV, §4.3); False uses the exact positions (InternVL).
+    """
+    text_config = _text_config(model_or_adapter)
+    if text_config._attn_implementation != ATTN_NAME:
+        raise RuntimeError(
+            f"text attention is '{text_config._attn_implementation}', not '{ATTN_NAME}'; load the model "
+            f"with attn_implementation=attn_implementation_spec() or call enable_capture(model)")
+    num_layers = int(text_config.num_hidden_layers)
+    if not 0 <= start_layer < num_layers:
+        raise ValueError(f"start_layer must be in [0, {num_layers}); got {start_layer}")
+    if getattr(_state, "capture", None) is not None:
+        raise RuntimeError("a rollout capture is already active in this thread")
+    mask = visual_span_mask(token_is_visual) if span_rule else token_is_visual.to(torch.bool)
+    handle = RolloutCapture(mask, int(start_layer), num_layers, row_block=row_block)
+    _state.capture = handle
+    try:
+        yield handle
+    finally:
+        _state.capture = None
+    handle.finalize()

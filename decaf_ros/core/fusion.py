@@ -1,0 +1,125 @@
+"""From raw rollout maps to the fused attention volume F and coarse masks (method spec §5–§6).
+
+Chain (§5): Gaussian smoothing of the raw maps -> contrast clamp(obj - bg, 0, 1) on the
+un-normalised values -> min–max (video: global, frame: per frame) -> temporal alignment of
+the video map -> bilinear upsampling to the frame grid -> average -> global min–max.
+Maps are float32 torch tensors (t, h, w).
+"""
+from __future__ import annotations
+
+import cv2
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+
+def gaussian_kernel(k: int, sigma: float) -> torch.Tensor:
+    """(k, k) float32: exp(-(x² + y²) / 2σ²) on integer offsets -(k//2) .. k//2, summing to 1."""
+    if k < 1 or k % 2 == 0:
+        raise ValueError(f"kernel size must be a positive odd integer; got {k}")
+    if sigma <= 0:
+        raise ValueError(f"sigma must be > 0; got {sigma}")
+    offsets = torch.arange(-(k // 2), k // 2 + 1, dtype=torch.float64)
+    sq = offsets[:, None] ** 2 + offsets[None, :] ** 2
+    kernel = torch.exp(-sq / (2.0 * sigma * sigma))
+    return (kernel / kernel.sum()).float()
+
+
+def smooth_maps(maps: torch.Tensor, k: int, sigma: float) -> torch.Tensor:
+    """(t, h, w) -> (t, h, w): per-frame 2D Gaussian, conv2d with zero padding k//2 (borders attenuate)."""
+    _check_3d(maps, "maps")
+    kernel = gaussian_kernel(k, sigma).to(device=maps.device)[None, None]  # (1, 1, k, k)
+    # the kernel is symmetric, so conv2d's cross-correlation equals a convolution
+    return F.conv2d(maps.float()[:, None], kernel, padding=k // 2)[:, 0]
+
+
+def contrast(obj: torch.Tensor, bg: torch.Tensor) -> torch.Tensor:
+    """clamp(obj - bg, 0, 1), on the smoothed, un-normalised maps (§5.3)."""
+    if obj.shape != bg.shape:
+        raise ValueError(f"object and background maps differ in shape: {tuple(obj.shape)} vs {tuple(bg.shape)}")
+    return (obj - bg).clamp(0.0, 1.0)
+
+
+def _safe_minmax(x: torch.Tensor, lo: torch.Tensor, hi: torch.Tensor) -> torch.Tensor:
+    span = hi - lo
+    # max == min: divide by 1, so a flat map becomes all zeros after subtracting the min (§5.4)
+    return (x - lo) / torch.where(span > 0, span, torch.ones_like(span))
+
+
+def minmax_global(x: torch.Tensor) -> torch.Tensor:
+    """Min–max over the whole tensor; a flat tensor becomes all zeros."""
+    return _safe_minmax(x, x.amin(), x.amax())
+
+
+def minmax_per_frame(x: torch.Tensor) -> torch.Tensor:
+    """(t, h, w): min–max over (h, w) of each frame; a flat frame becomes all zeros."""
+    _check_3d(x, "x")
+    return _safe_minmax(x, x.amin(dim=(1, 2), keepdim=True), x.amax(dim=(1, 2), keepdim=True))
+
+
+def align_video_to_frames(video: torch.Tensor, n_frames: int) -> torch.Tensor:
+    """(tv, h, w) -> (n_frames, h, w) for the Qwen video path (§5.5, §13.6).
+
+    Slot k of the temporally merged video covers key frames 2k and 2k+1, so fewer slots
+    than frames are repeated ×2; an odd frame count leaves one extra slot, dropped at the end.
+    """
+    _check_3d(video, "video")
+    out = video
+    if out.shape[0] < n_frames:
+        out = out.repeat_interleave(2, dim=0)
+    if out.shape[0] == n_frames + 1:
+        out = out[:n_frames]
+    if out.shape[0] != n_frames:
+        raise ValueError(f"cannot align {video.shape[0]} video slots to {n_frames} frames")
+    return out
+
+
+def upsample_bilinear(maps: torch.Tensor, hw: tuple[int, int]) -> torch.Tensor:
+    """(t, h, w) -> (t, H, W) bilinear with align_corners=False (F.interpolate's behaviour)."""
+    _check_3d(maps, "maps")
+    if tuple(maps.shape[1:]) == tuple(hw):
+        return maps
+    return F.interpolate(maps[:, None], size=tuple(hw), mode="bilinear", align_corners=False)[:, 0]
+
+
+def fuse_video_frame(video_ctr: torch.Tensor, frame_ctr: torch.Tensor) -> torch.Tensor:
+    """(t, hv, wv), (t, hf, wf) normalised maps -> (t, hf, wf): upsample, average, global min–max (§5.6)."""
+    _check_3d(frame_ctr, "frame_ctr")
+    if video_ctr.shape[0] != frame_ctr.shape[0]:
+        raise ValueError(f"video has {video_ctr.shape[0]} frames, frame map has {frame_ctr.shape[0]}")
+    video_up = upsample_bilinear(video_ctr, tuple(frame_ctr.shape[1:]))
+    return minmax_global((video_up + frame_ctr) / 2)
+
+
+def fuse_maps(
+    obj_video: torch.Tensor, bg_video: torch.Tensor,
+    obj_frame: torch.Tensor, bg_frame: torch.Tensor,
+    k_video: int = 3, k_frame: int = 7, sigma: float = 1.0,
+) -> torch.Tensor:
+    """Raw rollout maps of both prompts and both paths -> fused F (T, hf, wf) in [0, 1] (§5)."""
+    video = contrast(smooth_maps(obj_video, k_video, sigma), smooth_maps(bg_video, k_video, sigma))
+    frame = contrast(smooth_maps(obj_frame, k_frame, sigma), smooth_maps(bg_frame, k_frame, sigma))
+    video = minmax_global(video)
+    frame = minmax_per_frame(frame)
+    video = align_video_to_frames(video, frame.shape[0])
+    return fuse_video_frame(video, frame)
+
+
+def coarse_masks(fused: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
+    """F (T, h, w) -> (T, H, W) bool: bilinear to (H, W), ×255 truncated to uint8, Otsu per frame (§6)."""
+    _check_3d(fused, "fused")
+    up = upsample_bilinear(fused.float().cpu(), tuple(out_hw))
+    # clamp only guards fp overshoot; the cast truncates like the reference's .astype(uint8)
+    gray = (up * 255.0).clamp(0.0, 255.0).to(torch.uint8).numpy()
+    masks = np.zeros(gray.shape, dtype=bool)
+    for t, frame in enumerate(gray):
+        if frame.max() == 0:
+            continue  # an all-zero frame stays empty
+        _, binary = cv2.threshold(np.ascontiguousarray(frame), 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        masks[t] = binary > 0
+    return masks
+
+
+def _check_3d(x: torch.Tensor, name: str) -> None:
+    if x.dim() != 3:
+        raise ValueError(f"{name} must be (t, h, w); got {tuple(x.shape)}")

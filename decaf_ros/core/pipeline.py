@@ -1,0 +1,313 @@
+"""DecAF end to end: prompting stages → rollout maps → fusion → SAM2 tracklets → masks.
+
+Reference mode (``ground``) follows ``decaf-method.md`` §2–§7 step by step. Live mode adds
+``start_tracking``/``track``: SAM2 streaming over new frames after a grounding.
+"""
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from . import prompts
+from .config import DecafConfig
+from .frames import key_frame_indices
+from .fusion import coarse_masks, fuse_maps
+from .loading import ModelLoadError, pick_device, pick_dtype
+from .mllm import MLLMAdapter, load_mllm
+from .result import GroundingResult, Tracklet, TrackResult
+from .sam2 import Sam2Segmenter
+from .tracklets import (
+    attention_consistency,
+    cross_frame_check,
+    nms_masks,
+    point_candidates,
+    select_tracklets,
+    tracklet_score,
+)
+
+log = logging.getLogger(__name__)
+
+ProgressFn = Callable[[str], None]
+MAX_QUERY_CHARS = 2000
+
+
+class GroundingCancelled(RuntimeError):
+    """Raised between stages when the caller's cancel event is set (a newer goal arrived)."""
+
+
+class InputError(ValueError):
+    """The frames or the query cannot be processed; the message says why."""
+
+
+def validate_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
+    """Check a clip is non-empty, uint8 RGB and of one size; return (H, W)."""
+    if len(frames) == 0:
+        raise InputError("the clip has no frames")
+    sizes = set()
+    for i, frame in enumerate(frames):
+        if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
+            raise InputError(f"frame {i} must be a uint8 RGB array of shape (H, W, 3), got "
+                             f"{getattr(frame, 'dtype', type(frame))} {getattr(frame, 'shape', '')}")
+        if frame.shape[0] < 2 or frame.shape[1] < 2:
+            raise InputError(f"frame {i} is too small: {frame.shape[1]}x{frame.shape[0]}")
+        sizes.add(frame.shape[:2])
+    if len(sizes) > 1:
+        listed = ", ".join(f"{w}x{h}" for h, w in sorted(sizes))
+        raise InputError(f"all frames of a clip must have one size; got {listed}")
+    return next(iter(sizes))
+
+
+def validate_query(query: str) -> str:
+    """Return the stripped query or raise InputError when it is empty or absurdly long."""
+    text = " ".join(str(query).split())
+    if not text or not any(ch.isalnum() for ch in text):
+        raise InputError("the query is empty (it needs at least one letter or digit)")
+    if len(text) > MAX_QUERY_CHARS:
+        raise InputError(f"the query has {len(text)} characters; at most {MAX_QUERY_CHARS} are accepted")
+    return text
+
+
+class _StageClock:
+    """Times named stages, checks for cancellation and reports progress between them."""
+
+    def __init__(self, cancel: threading.Event | None, progress: ProgressFn | None) -> None:
+        self.timings: dict[str, float] = {}
+        self._cancel = cancel
+        self._progress = progress
+
+    @contextmanager
+    def stage(self, name: str) -> Iterator[None]:
+        if self._cancel is not None and self._cancel.is_set():
+            raise GroundingCancelled(f"cancelled before stage {name}")
+        if self._progress is not None:
+            self._progress(name)
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.timings[name] = self.timings.get(name, 0.0) + time.perf_counter() - start
+
+
+class DecafPipeline:
+    """A loaded MLLM adapter + SAM2 segmenter and the DecAF procedure that joins them."""
+
+    def __init__(self, mllm: MLLMAdapter, sam2: Sam2Segmenter | None, config: DecafConfig) -> None:
+        config.validate()
+        self.mllm = mllm
+        self.sam2 = sam2
+        self.config = config
+        self._stream_open = False
+
+    @classmethod
+    def from_config(cls, config: DecafConfig, load_sam2: bool = True) -> "DecafPipeline":
+        """Load both models named in the config (hub ids or local folders); raises ModelLoadError."""
+        config.validate()
+        device = pick_device(config.device)
+        mllm = load_mllm(config.mllm, device=device, dtype=pick_dtype(config.dtype, device), config=config)
+        sam2 = None
+        if load_sam2:
+            sam2 = Sam2Segmenter.from_pretrained(
+                config.sam2, device=device, dtype=pick_dtype(config.sam2_dtype, device))
+        return cls(mllm, sam2, config)
+
+    # ------------------------------------------------------------------ reference mode
+    def ground(
+        self,
+        frames: Sequence[np.ndarray],
+        query: str,
+        *,
+        coarse_only: bool = False,
+        cancel: threading.Event | None = None,
+        progress: ProgressFn | None = None,
+    ) -> GroundingResult:
+        """Segment what ``query`` refers to in every frame of the clip (§2–§7)."""
+        height, width = validate_frames(frames)
+        query = validate_query(query)
+        clock = _StageClock(cancel, progress)
+        keys = key_frame_indices(len(frames), self.config.num_key_frames)
+        key_frames = [frames[i] for i in keys]
+        with torch.inference_mode():
+            fused, obj_name, candidates = self._attention_volume(key_frames, query, clock)
+        with clock.stage("coarse_masks"):
+            coarse = coarse_masks(fused, (height, width))
+        result = GroundingResult(
+            query=query, masks=np.zeros((len(frames), height, width), dtype=bool),
+            target_masks=np.zeros((0, len(frames), height, width), dtype=bool),
+            target_scores=np.zeros(0, dtype=np.float32), coarse_masks=coarse, key_frame_indices=keys,
+            fused=fused, obj_name=obj_name, candidates=candidates, timings=clock.timings,
+            coarse_only=coarse_only or self.sam2 is None)
+        if result.coarse_only:
+            result.masks[keys] = coarse
+            return result
+        self._dense_masks(frames, key_frames, result, clock)
+        return result
+
+    def _attention_volume(
+        self, key_frames: list[np.ndarray], query: str, clock: _StageClock,
+    ) -> tuple[torch.Tensor, str, list[str]]:
+        """Run P1/P2/P3 on both paths and fuse the four maps into F (§3, §5)."""
+        expression = prompts.normalize_expression(query)
+        object_prompt = prompts.object_class_prompt(expression)
+        with clock.stage("p1_video"):
+            obj_video = self.mllm.video_pass(key_frames, object_prompt, generate=True)
+        grid_hw = self.mllm.last_video_grid_hw
+        with clock.stage("p1_frames"):
+            obj_frame = self.mllm.frame_pass(key_frames, object_prompt, generate=True, video_grid_hw=grid_hw)
+        candidates = [a.strip().lower() for a in obj_video.answers + obj_frame.answers]
+        with clock.stage("p2_choice"):
+            obj_name = self.mllm.generate_text(prompts.class_choice_prompt(expression, candidates)).strip().lower()
+        background_prompt = prompts.background_prompt(obj_name)
+        with clock.stage("p3_video"):
+            bg_video = self.mllm.video_pass(key_frames, background_prompt, generate=False)
+        with clock.stage("p3_frames"):
+            bg_frame = self.mllm.frame_pass(key_frames, background_prompt, generate=False, video_grid_hw=grid_hw)
+        with clock.stage("fusion"):
+            fused = fuse_maps(
+                obj_video.maps, bg_video.maps, obj_frame.maps, bg_frame.maps,
+                k_video=self.config.smooth_kernel_video, k_frame=self.config.smooth_kernel_frame,
+                sigma=self.config.smooth_sigma)
+        return fused, obj_name, candidates
+
+    def _dense_masks(
+        self, frames: Sequence[np.ndarray], key_frames: list[np.ndarray],
+        result: GroundingResult, clock: _StageClock,
+    ) -> None:
+        """SAM2 stage 1 over key frames, scoring and selection, stage 2 over all frames (§7)."""
+        assert self.sam2 is not None
+        with clock.stage("sam2_stage1"):
+            tracklets = self._key_frame_tracklets(key_frames, result.fused)
+        with clock.stage("tracklet_scoring"):
+            self._score_tracklets(tracklets, result.fused)
+            kept = select_tracklets(np.array([t.score for t in tracklets], dtype=np.float64),
+                                    self.config.track_score_threshold)
+        result.tracklets, result.kept = tracklets, [int(i) for i in kept]
+        with clock.stage("sam2_propagation"):
+            target_masks = self._propagate_kept(frames, [tracklets[i] for i in result.kept], result.key_frame_indices)
+        result.target_masks = target_masks
+        result.target_scores = np.array([tracklets[i].score for i in result.kept], dtype=np.float32)
+        result.masks = target_masks.any(axis=0) if len(target_masks) else result.masks
+
+    def _key_frame_tracklets(self, key_frames: list[np.ndarray], fused: torch.Tensor) -> list[Tracklet]:
+        """§7.3: per key frame, click every cell >= tau_pq, NMS, cross-frame check, propagate."""
+        cfg = self.config
+        tracklets: list[Tracklet] = []
+        for t in range(len(key_frames)):
+            points, attention = point_candidates(fused[t], cfg.point_threshold)
+            if len(points) == 0:
+                continue
+            masks, ious = self.sam2.segment_points(key_frames, t, points)
+            attention = np.asarray(attention, dtype=np.float64)
+            scores = attention + np.asarray(ious, dtype=np.float64)
+            kept = [int(i) for i in nms_masks(masks, scores, cfg.nms_iou)]
+            keep_new, delete_old = cross_frame_check(
+                masks[kept], scores[kept],
+                np.array([tr.masks[t] for tr in tracklets]).reshape(-1, *masks.shape[1:]),
+                np.array([tr.object_score for tr in tracklets], dtype=np.float64), cfg.nms_iou)
+            survivors = [i for i, keep in zip(kept, keep_new) if keep]
+            if not survivors:
+                continue
+            propagated = self.sam2.propagate_masks(key_frames, t, masks[survivors])  # (K', T_k, H, W)
+            tracklets = [tr for j, tr in enumerate(tracklets) if j not in set(delete_old)]
+            tracklets += [
+                Tracklet(masks=propagated[n], origin=t, attention=float(attention[i]), sam_iou=float(ious[i]))
+                for n, i in enumerate(survivors)]
+        return tracklets
+
+    @staticmethod
+    def _score_tracklets(tracklets: list[Tracklet], fused: torch.Tensor) -> None:
+        """Fill s_ac and s_trk = (a + s_SAM + s_ac) / 3 (§7.4–§7.5)."""
+        if not tracklets:
+            return
+        consistency = attention_consistency(fused, np.stack([t.masks for t in tracklets]))
+        for tracklet, s_ac in zip(tracklets, np.asarray(consistency, dtype=np.float64)):
+            tracklet.consistency = float(s_ac)
+            tracklet.score = float(tracklet_score(tracklet.attention, tracklet.sam_iou, s_ac))
+
+    def _propagate_kept(
+        self, frames: Sequence[np.ndarray], kept: list[Tracklet], keys: list[int],
+    ) -> np.ndarray:
+        """§7.6: each kept tracklet's origin-frame mask re-propagated over every frame, grouped by frame."""
+        height, width = frames[0].shape[:2]
+        out = np.zeros((len(kept), len(frames), height, width), dtype=bool)
+        by_frame: dict[int, list[int]] = {}
+        for k, tracklet in enumerate(kept):
+            by_frame.setdefault(keys[tracklet.origin], []).append(k)
+        for frame_idx, members in sorted(by_frame.items()):
+            prompts_masks = np.stack([kept[k].masks[kept[k].origin] for k in members])
+            out[members] = self.sam2.propagate_masks(list(frames), frame_idx, prompts_masks)
+        return out
+
+    # ------------------------------------------------------------------ live mode
+    def start_tracking(self, frame: np.ndarray, result: GroundingResult) -> int:
+        """Open a SAM2 stream on ``frame`` (the clip's last frame) prompted with each target's last mask.
+
+        Returns the number of targets tracked; targets that vanished on the last frame are not tracked.
+        """
+        if self.sam2 is None:
+            raise RuntimeError("tracking needs SAM2, which is not loaded")
+        last = result.target_masks[:, -1] if result.num_targets else np.zeros((0, *frame.shape[:2]), bool)
+        last = last[last.reshape(len(last), -1).any(axis=1)]
+        self.sam2.start_stream(frame, last)
+        self._stream_open = len(last) > 0
+        return int(len(last))
+
+    def track(self, frame: np.ndarray) -> TrackResult:
+        """Advance the stream by one frame (no re-reading of earlier frames)."""
+        if not self._stream_open or self.sam2 is None:
+            raise RuntimeError("no tracking stream is open; call start_tracking after a grounding")
+        start = time.perf_counter()
+        masks, scores = self.sam2.track(frame)
+        return TrackResult(target_masks=masks, scores=np.asarray(scores, dtype=np.float32),
+                           timing_s=time.perf_counter() - start)
+
+    def stop_tracking(self) -> None:
+        if self.sam2 is not None and self._stream_open:
+            self.sam2.stop_stream()
+        self._stream_open = False
+
+
+def tiny_model_dir() -> Path:
+    """Where the built-in tiny random models are written (per user cache)."""
+    return Path.home() / ".cache" / "decaf_ros" / "tiny-models"
+
+
+def build_tiny_models(folder: Path | None = None) -> tuple[str, str]:
+    """Build (once) and return local folders of the tiny random Qwen2.5-VL and SAM2 models."""
+    from .tiny.qwen import build_tiny_qwen2_5_vl
+    from .tiny.sam2 import build_tiny_sam2
+
+    folder = folder or tiny_model_dir()
+    mllm_dir, sam2_dir = folder / "qwen2_5_vl", folder / "sam2"
+    if not (mllm_dir / "config.json").exists():
+        build_tiny_qwen2_5_vl(mllm_dir)
+    if not (sam2_dir / "config.json").exists():
+        build_tiny_sam2(sam2_dir)
+    return str(mllm_dir), str(sam2_dir)
+
+
+def load_pipeline(
+    config: DecafConfig, allow_tiny_fallback: bool = False,
+) -> tuple[DecafPipeline, str | None]:
+    """Load the configured models; optionally fall back to the tiny random models.
+
+    Returns (pipeline, warning). ``warning`` is None when the configured models loaded; otherwise it
+    explains, loudly, that the tiny random models are in use and their masks are meaningless.
+    """
+    try:
+        return DecafPipeline.from_config(config), None
+    except ModelLoadError as error:
+        if not allow_tiny_fallback:
+            raise
+        mllm_dir, sam2_dir = build_tiny_models()
+        warning = (f"USING TINY RANDOM MODELS — masks are NOT meaningful. The configured models could not be "
+                   f"loaded: {error}. Tiny models from {Path(mllm_dir).parent} demonstrate the plumbing only.")
+        log.warning(warning)
+        tiny = config.with_overrides(mllm=mllm_dir, sam2=sam2_dir, rollout_start_layer=None)
+        return DecafPipeline.from_config(tiny), warning

@@ -1,0 +1,153 @@
+"""sensor_msgs/Image <-> numpy, with cv_bridge when the ROS 2 one is installed.
+
+cv_bridge is not obtainable from every install (pip-only ROS 2 has none), so a small numpy path covers the
+encodings a camera driver actually publishes. Both paths give the same contract:
+
+* color: ``(H, W, 3)`` uint8 RGB,
+* depth (16UC1/mono16 mm, 32FC1 m): ``(H, W)`` float32 metres (NaN where the sensor has no reading), via ``geometry.depth_to_meters``.
+"""
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from sensor_msgs.msg import Image
+from std_msgs.msg import Header
+
+COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
+DEPTH_ENCODINGS: dict[str, str] = {"16UC1": "u2", "mono16": "u2", "32FC1": "f4"}  # numpy kind + item size
+SUPPORTED_COLOR = ", ".join(COLOR_ENCODINGS)
+SUPPORTED_DEPTH = ", ".join(DEPTH_ENCODINGS)
+
+
+class ImageConversionError(ValueError):
+    """An Image message that cannot be turned into an array (encoding, size or buffer problem)."""
+
+
+def _load_cv_bridge() -> Any | None:
+    """Return a CvBridge when the ROS 2 cv_bridge is importable, else None."""
+    try:
+        from cv_bridge import CvBridge  # type: ignore[import-not-found]
+
+        return CvBridge()
+    except Exception:  # noqa: BLE001 - absent, or a ROS 1 build that fails at import
+        return None
+
+
+_BRIDGE = _load_cv_bridge()
+
+
+def cv_bridge_available() -> bool:
+    return _BRIDGE is not None
+
+
+# --------------------------------------------------------------------------- checks + raw view
+
+
+def _check_geometry(msg: Image, bytes_per_pixel: int) -> None:
+    """Reject messages whose size fields and buffer disagree before touching the data."""
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    if height <= 0 or width <= 0:
+        raise ImageConversionError(f"zero-size image ({width}x{height}, encoding {msg.encoding!r})")
+    row_bytes = width * bytes_per_pixel
+    if step < row_bytes:
+        raise ImageConversionError(
+            f"step {step} is smaller than width*bytes_per_pixel = {row_bytes} ({msg.encoding}, {width}x{height})"
+        )
+    if len(msg.data) < step * height:
+        raise ImageConversionError(
+            f"image data has {len(msg.data)} bytes, expected step*height = {step}*{height} = {step * height}"
+        )
+
+
+def _rows(msg: Image, bytes_per_pixel: int) -> np.ndarray:
+    """(H, W*bpp) uint8 view of the pixel bytes, row padding (``step``) removed."""
+    _check_geometry(msg, bytes_per_pixel)
+    height, width, step = int(msg.height), int(msg.width), int(msg.step)
+    buf = np.frombuffer(msg.data, dtype=np.uint8, count=step * height).reshape(height, step)
+    return buf[:, : width * bytes_per_pixel]
+
+
+# --------------------------------------------------------------------------- color
+
+
+def _color_numpy(msg: Image) -> np.ndarray:
+    channels = COLOR_ENCODINGS[msg.encoding]
+    pixels = _rows(msg, channels).reshape(int(msg.height), int(msg.width), channels)
+    if msg.encoding == "mono8":
+        return np.repeat(pixels, 3, axis=2)
+    if msg.encoding.startswith("bgr"):
+        pixels = pixels[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
+    return np.ascontiguousarray(pixels[..., :3])
+
+
+def image_to_rgb(msg: Image) -> np.ndarray:
+    """Color Image -> ``(H, W, 3)`` uint8 RGB (a copy; the message buffer may be reused)."""
+    encoding = msg.encoding
+    if encoding in COLOR_ENCODINGS:
+        return np.array(_color_numpy(msg), copy=True)
+    if _BRIDGE is not None and encoding not in DEPTH_ENCODINGS:
+        # cv_bridge knows more (yuv422, bayer_*, ...): let it try, but still validate sizes first.
+        _check_geometry(msg, 1)
+        try:
+            return np.ascontiguousarray(_BRIDGE.imgmsg_to_cv2(msg, desired_encoding="rgb8"))
+        except Exception as exc:  # noqa: BLE001 - cv_bridge raises its own error types
+            raise ImageConversionError(
+                f"cannot convert color image with encoding {encoding!r}: {exc}"
+            ) from exc
+    raise ImageConversionError(
+        f"unsupported color image encoding {encoding!r}; supported: {SUPPORTED_COLOR}"
+    )
+
+
+# --------------------------------------------------------------------------- depth
+
+
+def _depth_numpy(msg: Image) -> np.ndarray:
+    kind = DEPTH_ENCODINGS[msg.encoding]
+    itemsize = int(kind[1])
+    rows = _rows(msg, itemsize)
+    dtype = np.dtype(kind).newbyteorder(">" if msg.is_bigendian else "<")
+    values = np.ascontiguousarray(rows).view(dtype).reshape(int(msg.height), int(msg.width))
+    return values.astype(values.dtype.newbyteorder("="))  # native order, and a copy
+
+
+def image_to_depth_m(msg: Image) -> np.ndarray:
+    """Depth Image (16UC1 millimetres or 32FC1 metres) -> ``(H, W)`` float32 metres."""
+    from decaf_ros.core.geometry import depth_to_meters
+
+    if msg.encoding not in DEPTH_ENCODINGS:
+        raise ImageConversionError(
+            f"unsupported depth image encoding {msg.encoding!r}; supported: {SUPPORTED_DEPTH}"
+        )
+    raw = _depth_numpy(msg)
+    return np.asarray(depth_to_meters(raw, msg.encoding), dtype=np.float32)
+
+
+# --------------------------------------------------------------------------- numpy -> Image
+
+
+def array_to_image(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """``(H, W)`` uint8 -> mono8, ``(H, W, 3)`` uint8 RGB -> rgb8; bool masks become 0/255 mono8."""
+    if encoding == "mono8":
+        if array.dtype == bool:
+            array = array.astype(np.uint8) * 255
+        expected_ndim, channels = 2, 1
+    elif encoding == "rgb8":
+        expected_ndim, channels = 3, 3
+    else:
+        raise ImageConversionError(f"array_to_image supports mono8 and rgb8, not {encoding!r}")
+    if array.ndim != expected_ndim or (channels == 3 and array.shape[2] != 3) or array.dtype != np.uint8:
+        raise ImageConversionError(
+            f"{encoding} needs a uint8 array of {'(H, W)' if channels == 1 else '(H, W, 3)'}, "
+            f"got {array.dtype} {array.shape}"
+        )
+    array = np.ascontiguousarray(array)
+    msg = Image()
+    msg.header = header
+    msg.height, msg.width = int(array.shape[0]), int(array.shape[1])
+    msg.encoding = encoding
+    msg.is_bigendian = 0
+    msg.step = int(msg.width * channels)
+    msg.data = array.tobytes()
+    return msg

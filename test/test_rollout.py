@@ -1,0 +1,171 @@
+"""V-Max rollout (§4): streaming one-row rollout == literal dense transcription."""
+import pytest
+import torch
+
+from decaf_ros.core.rollout import (
+    VMaxRollout,
+    naive_vmax_rollout,
+    visual_span_mask,
+    vmax_head_weights,
+)
+
+
+def random_causal_attention(b: int, h: int, length: int, seed: int) -> torch.Tensor:
+    """(B, H, L, L) fp32 rows softmax-normalised under a causal mask."""
+    gen = torch.Generator().manual_seed(seed)
+    scores = torch.randn(b, h, length, length, generator=gen) * 2.0
+    causal = torch.ones(length, length, dtype=torch.bool).tril()
+    return scores.masked_fill(~causal, float("-inf")).softmax(dim=-1)
+
+
+def span(b: int, length: int, start: int, stop: int) -> torch.Tensor:
+    mask = torch.zeros(b, length, dtype=torch.bool)
+    mask[:, start:stop] = True
+    return mask
+
+
+def max_rel_err(fast: torch.Tensor, ref: torch.Tensor) -> float:
+    return float(((fast - ref).abs() / ref.abs().clamp_min(1e-30)).max())
+
+
+@pytest.mark.parametrize("b,h,length,n_layers,vis,row_block", [
+    (1, 4, 37, 1, (5, 30), 8),
+    (2, 3, 64, 3, (10, 50), 16),
+    (3, 2, 50, 5, (20, 21), 7),
+    (1, 5, 96, 4, (30, 80), 512),
+    (2, 4, 33, 2, (0, 33), 1),
+])
+def test_streaming_equals_naive(b, h, length, n_layers, vis, row_block):
+    layers = [random_causal_attention(b, h, length, seed=100 + i) for i in range(n_layers)]
+    mask = span(b, length, *vis)
+    ref = naive_vmax_rollout(layers, mask)
+    rollout = VMaxRollout(mask, row_block=row_block)
+    for attn in layers:
+        rollout.add_layer(attn)
+    fast = rollout.last_token_row()
+    assert fast.shape == (b, length) and fast.dtype == torch.float32
+    assert max_rel_err(fast, ref) <= 1e-5
+    # reading the row twice gives the same answer (state is not consumed)
+    assert torch.equal(fast, rollout.last_token_row())
+
+
+def test_streaming_equals_naive_exact_per_item_mask():
+    """InternVL-style masks: non-contiguous and different per item (same count)."""
+    b, h, length = 2, 3, 40
+    layers = [random_causal_attention(b, h, length, seed=7 + i) for i in range(3)]
+    mask = torch.zeros(b, length, dtype=torch.bool)
+    mask[0, [5, 6, 7, 12, 13, 20]] = True
+    mask[1, [8, 9, 15, 16, 17, 30]] = True
+    ref = naive_vmax_rollout(layers, mask)
+    rollout = VMaxRollout(mask, row_block=6)
+    for attn in layers:
+        rollout.add_layer(attn)
+    assert max_rel_err(rollout.last_token_row(), ref) <= 1e-5
+
+
+def test_streaming_accepts_bf16_and_casts_to_fp32():
+    layers = [random_causal_attention(1, 2, 24, seed=3 + i).bfloat16() for i in range(2)]
+    mask = span(1, 24, 4, 20)
+    ref = naive_vmax_rollout(layers, mask)  # casts the same bf16 values to fp32
+    rollout = VMaxRollout(mask, row_block=5)
+    for attn in layers:
+        rollout.add_layer(attn)
+    out = rollout.last_token_row()
+    assert out.dtype == torch.float32
+    assert max_rel_err(out, ref) <= 1e-5
+
+
+def planted_attention() -> torch.Tensor:
+    """B=1, H=2, L=3; visual keys V = {1}. Causal rows.
+
+    head 0: rows [1,0,0], [0.2,0.8,0], [0.1,0.6,0.3] -> m = (0, 0.8, 0.6), w0 = 1.4/3
+    head 1: rows [1,0,0], [0.6,0.4,0], [0.5,0.2,0.3] -> m = (0, 0.4, 0.2), w1 = 0.6/3
+    ŵ = (1, 0.6/1.4) = (1, 3/7)
+    """
+    a = torch.zeros(1, 2, 3, 3)
+    a[0, 0] = torch.tensor([[1.0, 0, 0], [0.2, 0.8, 0], [0.1, 0.6, 0.3]])
+    a[0, 1] = torch.tensor([[1.0, 0, 0], [0.6, 0.4, 0], [0.5, 0.2, 0.3]])
+    return a
+
+
+def test_head_weights_planted():
+    attn = planted_attention()
+    mask = torch.tensor([[False, True, False]])
+    w = vmax_head_weights(attn, mask)
+    torch.testing.assert_close(w, torch.tensor([[1.0, 3.0 / 7.0]]), rtol=1e-6, atol=1e-7)
+    # the row-blocked computation gives the same weights
+    torch.testing.assert_close(vmax_head_weights(attn, mask, row_block=1), w)
+
+
+def test_single_layer_divides_by_h_and_mixes_identity():
+    """One layer: r = 0.5·Ā[L-1] + 0.5·e_{L-1}, Ā = (ŵ0 A0 + ŵ1 A1) / H with H = 2 (not Σŵ)."""
+    attn = planted_attention()
+    mask = torch.tensor([[False, True, False]])
+    w1 = 3.0 / 7.0
+    # Ā[2] = ([0.1, 0.6, 0.3] + 3/7 [0.5, 0.2, 0.3]) / 2
+    mean_last = (torch.tensor([0.1, 0.6, 0.3]) + w1 * torch.tensor([0.5, 0.2, 0.3])) / 2
+    expected = 0.5 * mean_last + 0.5 * torch.tensor([0.0, 0.0, 1.0])
+    rollout = VMaxRollout(mask)
+    rollout.add_layer(attn)
+    out = rollout.last_token_row()[0]
+    torch.testing.assert_close(out, expected, rtol=1e-6, atol=1e-7)
+    torch.testing.assert_close(naive_vmax_rollout([attn], mask)[0], expected, rtol=1e-6, atol=1e-7)
+    # dividing by Σŵ = 1 + 3/7 instead of H = 2 would give a different row
+    wrong = 0.5 * (mean_last * 2 / (1 + w1)) + 0.5 * torch.tensor([0.0, 0.0, 1.0])
+    assert not torch.allclose(out, wrong, atol=1e-4)
+
+
+def test_no_renormalisation_rows_lose_mass():
+    """Each layer keeps 0.5 + 0.5·Σ_h ŵ_h/H of the mass: below 1 when mean ŵ < 1."""
+    attn = planted_attention()
+    mask = torch.tensor([[False, True, False]])
+    mean_w = (1.0 + 3.0 / 7.0) / 2
+    rollout = VMaxRollout(mask)
+    rollout.add_layer(attn)
+    rollout.add_layer(attn)
+    total = float(rollout.last_token_row().sum())
+    assert total == pytest.approx((0.5 + 0.5 * mean_w) ** 2, rel=1e-6)
+    assert total < 1.0
+
+
+def test_zero_visual_attention_gives_zero_weights():
+    attn = planted_attention()
+    mask = torch.tensor([[False, False, False]])
+    assert torch.equal(vmax_head_weights(attn, mask), torch.zeros(1, 2))
+    rollout = VMaxRollout(mask)
+    rollout.add_layer(attn)
+    out = rollout.last_token_row()
+    torch.testing.assert_close(out, torch.tensor([[0.0, 0.0, 0.5]]))
+    torch.testing.assert_close(naive_vmax_rollout([attn], mask), out)
+
+
+def test_lower_triangle_storage_is_about_half():
+    length, block = 64, 8
+    mask = span(1, length, 10, 50)
+    rollout = VMaxRollout(mask, row_block=block)
+    rollout.add_layer(random_causal_attention(1, 2, length, seed=1))
+    full = length * length * 4
+    assert rollout.stored_bytes() == sum((r0 + block) * block for r0 in range(0, length, block)) * 4
+    assert rollout.stored_bytes() < 0.6 * full
+
+
+def test_visual_span_mask_uses_item_zero_span():
+    is_visual = torch.tensor([
+        [False, True, False, True, False, False],
+        [False, False, False, False, True, True],
+    ])
+    expected_row = torch.tensor([False, True, True, True, False, False])
+    out = visual_span_mask(is_visual)
+    assert torch.equal(out, expected_row.expand(2, -1))
+    assert not visual_span_mask(torch.zeros(2, 4, dtype=torch.bool)).any()
+
+
+def test_errors():
+    mask = span(1, 5, 1, 3)
+    rollout = VMaxRollout(mask)
+    with pytest.raises(RuntimeError):
+        rollout.last_token_row()
+    with pytest.raises(ValueError):
+        rollout.add_layer(torch.zeros(1, 2, 6, 6))
+    with pytest.raises(ValueError):
+        naive_vmax_rollout([], mask)
