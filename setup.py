@@ -56,6 +56,7 @@ setup(
         "console_scripts": [
             "decaf_node = decaf_ros.ros.node:main",
             "decaf_player = decaf_ros.ros.player:main",
+            "decaf_demo = decaf_ros.ros.demo:main",
             "decaf-segment = decaf_ros.cli:main",
             "decaf-eval = decaf_ros.evaluation.cli:main",
             "decaf-bench = decaf_ros.benchmark:main",

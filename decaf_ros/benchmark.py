@@ -545,7 +545,8 @@ def run_model_set(models: ModelSet, args: argparse.Namespace) -> dict[str, Any]:
     width, height = args.size
     frames = synthetic_clip(max(args.frames, args.key_frames), width, height)
     _progress(f"[{models.name}] warm-up")
-    warm = _config(args, models, num_key_frames=min(2, args.key_frames), video_max_tokens=min(16, args.video_max_tokens))
+    warm = _config(args, models, num_key_frames=min(2, args.key_frames),
+                   video_max_tokens=min(16, args.video_max_tokens))
     set_config(pipeline, warm)
     pipeline.ground(frames[:2], QUERY)  # lazy inits, kernel selection, allocator growth
     set_config(pipeline, config)
@@ -693,7 +694,8 @@ def _meta(args: argparse.Namespace) -> dict[str, Any]:
 
     cuda = torch.cuda.is_available()
     return {"time": time.strftime("%Y-%m-%dT%H:%M:%S%z"), "argv": sys.argv[1:], "python": platform.python_version(),
-            "torch": torch.__version__, "transformers": transformers.__version__, "cpu_threads": torch.get_num_threads(),
+            "torch": torch.__version__, "transformers": transformers.__version__,
+            "cpu_threads": torch.get_num_threads(),
             "machine": platform.machine(), "gpu": torch.cuda.get_device_name(0) if cuda else None,
             "query": QUERY, "rss_peak": "VmHWM reset per stage (/proc/self/clear_refs)"}
 

@@ -8,16 +8,17 @@ Grid (T, side, side): no temporal merge, so the video map aligns with the key fr
 
 Frame path: each key frame is one image conversation, tiled by the image processor into
 (cols, rows) = get_optimal_tiled_canvas(frame size, tile², 1, 12) tiles in row-major order,
-**without** the thumbnail tile (the processor always appends one; see ``drop_thumbnail``).
+**without** the thumbnail tile (the processor always appends one; see ``no_thumbnail``).
 The map is reassembled as (rows·side, cols·side).
 
 Both paths use the image context token; InternVL's own system message is prepended.
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import inspect
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -51,18 +52,29 @@ def tiles_to_map(values: torch.Tensor, rows: int, cols: int, side: int) -> torch
     return tiles.permute(0, 1, 3, 2, 4).reshape(batch, rows * side, cols * side)
 
 
-def drop_thumbnail(image_processor: Any) -> None:
-    """Make the processor's tiling skip the global thumbnail tile (§11: no thumbnail).
-
-    ``crop_image_to_patches`` has a ``use_thumbnail`` switch but ``_preprocess`` never passes
-    it, and no processor option reaches it; binding it to False on this instance is the
-    smallest override. The processor then also counts the right number of tiles (it expands
-    the prompt from the ``num_patches`` this returns).
-    """
+def _check_thumbnail_switch(image_processor: Any) -> None:
     crop = type(image_processor).crop_image_to_patches
     if "use_thumbnail" not in inspect.signature(crop).parameters:
         raise RuntimeError(f"{type(image_processor).__name__}.crop_image_to_patches has no use_thumbnail option")
+
+
+@contextlib.contextmanager
+def no_thumbnail(image_processor: Any) -> Iterator[None]:
+    """Within the block, the processor's tiling skips the global thumbnail tile (§11).
+
+    ``crop_image_to_patches`` has a ``use_thumbnail`` switch but ``_preprocess`` never passes
+    it and no processor option reaches it, so it is bound to False on this instance: the
+    smallest override. The processor then also counts the right number of tiles (it expands
+    the prompt from the ``num_patches`` this returns). The binding is removed afterwards so
+    the processor stays serialisable and unchanged for other callers.
+    """
+    _check_thumbnail_switch(image_processor)
+    crop = type(image_processor).crop_image_to_patches
     image_processor.crop_image_to_patches = functools.partial(crop, image_processor, use_thumbnail=False)
+    try:
+        yield
+    finally:
+        del image_processor.crop_image_to_patches
 
 
 @register_adapter("internvl")
@@ -86,7 +98,7 @@ class InternVLAdapter(MLLMAdapter):
                                f"the model makes {self.tile_side}x{self.tile_side}")
         if processor.image_token_id != self.image_token_id:
             raise RuntimeError("processor and model disagree on the image token id")
-        drop_thumbnail(processor.image_processor)
+        _check_thumbnail_switch(processor.image_processor)  # fail at load, not at the first frame pass
         self.last_video_grid_hw: tuple[int, int] | None = None
 
     @classmethod
@@ -154,10 +166,11 @@ class InternVLAdapter(MLLMAdapter):
 
     def _frame_batch(self, images: list[np.ndarray], prompt: str, generate: bool,
                      rows: int, cols: int) -> tuple[torch.Tensor, list[str]]:
-        inputs = self.processor(
-            text=[prompt] * len(images), images=images, return_tensors="pt", padding=True,
-            images_kwargs={"crop_to_patches": True, "min_patches": MIN_TILES, "max_patches": MAX_TILES,
-                           "size": {"height": self.tile_px, "width": self.tile_px}})
+        with no_thumbnail(self.processor.image_processor):
+            inputs = self.processor(
+                text=[prompt] * len(images), images=images, return_tensors="pt", padding=True,
+                images_kwargs={"crop_to_patches": True, "min_patches": MIN_TILES, "max_patches": MAX_TILES,
+                               "size": {"height": self.tile_px, "width": self.tile_px}})
         if inputs["pixel_values"].shape[0] != len(images) * rows * cols:
             raise RuntimeError(f"processor made {inputs['pixel_values'].shape[0]} tiles for {len(images)} "
                                f"frames; expected {rows}x{cols} each (thumbnail not dropped?)")
