@@ -34,7 +34,7 @@ TOPIC_ARGUMENTS = [
     ("image_topic", "image", "color image topic remapped onto the node's 'image'"),
     ("depth_topic", "depth", "aligned depth topic remapped onto 'depth'"),
     ("camera_info_topic", "camera_info", "CameraInfo topic remapped onto 'camera_info'"),
-    ("goal_topic", "goal", "goal (std_msgs/String) topic remapped onto 'goal'"),
+    ("goal_topic", "/decaf/goal", "goal (std_msgs/String) topic remapped onto the node's 'goal'"),
 ]
 OTHER_ARGUMENTS = [
     ("params_file", "", "parameter YAML (empty: the installed config/decaf.yaml)"),
@@ -56,7 +56,7 @@ def _nodes(context):
     params_file = value("params_file") or _share_file(PARAMS_FILE)
     overrides = {name: yaml.safe_load(value(name)) for name, _, _ in OVERRIDE_ARGUMENTS if value(name)}
     remappings = [(name.removesuffix("_topic"), value(name)) for name, _, _ in TOPIC_ARGUMENTS]
-    decaf = Node(package=PACKAGE, executable="decaf_node", name="decaf_node", output="screen",
+    decaf = Node(package=PACKAGE, executable="decaf_node", name="decaf", output="screen",
                  parameters=[params_file, overrides], remappings=remappings)
     player = Node(package=PACKAGE, executable="decaf_player", name="decaf_player", output="screen",
                   parameters=[{"goal": value("player_goal"), "rate_hz": float(value("player_rate_hz"))}],

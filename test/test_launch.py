@@ -59,8 +59,12 @@ def test_override_arguments_are_real_parameters():
 
 
 def test_topic_arguments_remap_the_node_topics():
-    config = yaml.safe_load((ROOT / "config" / "decaf.yaml").read_text())["decaf_node"]["ros__parameters"]
+    config = yaml.safe_load((ROOT / "config" / "decaf.yaml").read_text())["decaf"]["ros__parameters"]
     for name, default, _ in _literal("TOPIC_ARGUMENTS"):
+        if name == "goal_topic":
+            # Goals go to /decaf/goal by default, the documented public topic of a launched node.
+            assert (config[name], default) == ("goal", "/decaf/goal")
+            continue
         assert config[name] == default, f"{name}: remap source must be the node's default topic name"
 
 
@@ -88,8 +92,8 @@ def test_rviz_config_shows_overlay_and_markers():
     rviz = yaml.safe_load((ROOT / "rviz" / "decaf.rviz").read_text())
     displays = rviz["Visualization Manager"]["Displays"]
     shown = {(d["Class"], d.get("Topic", {}).get("Value")) for d in displays if d.get("Enabled")}
-    assert ("rviz_default_plugins/Image", "/decaf_node/overlay") in shown
-    assert ("rviz_default_plugins/MarkerArray", "/decaf_node/markers") in shown
+    assert ("rviz_default_plugins/Image", "/decaf/overlay") in shown
+    assert ("rviz_default_plugins/MarkerArray", "/decaf/markers") in shown
     assert rviz["Visualization Manager"]["Global Options"]["Fixed Frame"] == "camera_color_optical_frame"
 
 

@@ -140,7 +140,7 @@ class Harness:
         self.io = Node("harness", namespace=self.ns, context=context)
         self.received: dict[str, list[Any]] = defaultdict(list)
         self._lock = threading.Lock()
-        self.subs = [self.io.create_subscription(t, f"decaf_node/{name}", self._recorder(name), RELIABLE)
+        self.subs = [self.io.create_subscription(t, f"decaf/{name}", self._recorder(name), RELIABLE)
                      for name, t in self.OUTPUTS.items()]
         self.image_pub = self.io.create_publisher(Image, "image", RELIABLE)
         self.depth_pub = self.io.create_publisher(Image, "depth", RELIABLE)

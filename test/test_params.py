@@ -16,7 +16,7 @@ CONFIG = Path(__file__).resolve().parents[1] / "config" / "decaf.yaml"
 
 def test_yaml_keys_equal_declared_parameters():
     data = yaml.safe_load(CONFIG.read_text())
-    values = data["decaf_node"]["ros__parameters"]
+    values = data["decaf"]["ros__parameters"]
     assert set(values) == {spec.name for spec in PARAMS}
     params = params_from_values(values)  # the shipped file is valid as is
     assert params.fallback_to_tiny_models is False
@@ -31,7 +31,7 @@ def test_yaml_has_a_comment_per_parameter():
 
 def test_yaml_types_match_declared_types():
     # rclpy refuses an override whose type differs from the declared default (e.g. 1 for a double).
-    values = yaml.safe_load(CONFIG.read_text())["decaf_node"]["ros__parameters"]
+    values = yaml.safe_load(CONFIG.read_text())["decaf"]["ros__parameters"]
     for spec in PARAMS:
         assert type(values[spec.name]) is type(spec.default), spec.name
 

@@ -273,6 +273,11 @@ class DecafPipeline:
         self._stream_open = False
 
 
+# Random attention is nearly flat, so at reference sizes it yields hundreds of SAM2 clicks per key frame;
+# the tiny fallback only demonstrates the plumbing and keeps every stage small.
+TINY_LIMITS = {"num_key_frames": 4, "video_max_tokens": 16, "max_new_tokens": 8}
+
+
 def tiny_model_dir() -> Path:
     """Where the built-in tiny random models are written (per user cache)."""
     return Path.home() / ".cache" / "decaf_ros" / "tiny-models"
@@ -306,8 +311,10 @@ def load_pipeline(
         if not allow_tiny_fallback:
             raise
         mllm_dir, sam2_dir = build_tiny_models()
+        tiny = config.with_overrides(mllm=mllm_dir, sam2=sam2_dir, rollout_start_layer=None, **TINY_LIMITS)
+        limits = ", ".join(f"{k}={getattr(tiny, k)}" for k in TINY_LIMITS)
         warning = (f"USING TINY RANDOM MODELS — masks are NOT meaningful. The configured models could not be "
-                   f"loaded: {error}. Tiny models from {Path(mllm_dir).parent} demonstrate the plumbing only.")
+                   f"loaded: {error}. Tiny models from {Path(mllm_dir).parent} demonstrate the plumbing only, "
+                   f"with reduced settings ({limits}) so a CPU run takes seconds.")
         log.warning(warning)
-        tiny = config.with_overrides(mllm=mllm_dir, sam2=sam2_dir, rollout_start_layer=None)
         return DecafPipeline.from_config(tiny), warning

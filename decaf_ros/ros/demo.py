@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import signal
 import sys
 import time
 from collections.abc import Sequence
@@ -157,8 +158,13 @@ def player_parameters(args: argparse.Namespace) -> list[Parameter]:
             Parameter("loop", value=True)]
 
 
+def _interrupt(signum: int, frame: Any) -> None:
+    raise KeyboardInterrupt  # SIGTERM (e.g. `timeout`) ends the demo like Ctrl-C: outputs are still saved
+
+
 def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    signal.signal(signal.SIGTERM, _interrupt)
     context = Context()
     rclpy.init(context=context)
     executor = MultiThreadedExecutor(num_threads=4, context=context)
@@ -171,8 +177,11 @@ def run(argv: Sequence[str] | None = None) -> int:
         for node in nodes:
             executor.add_node(node)
         deadline = time.monotonic() + args.timeout
-        while not recorder.done and time.monotonic() < deadline:
-            executor.spin_once(timeout_sec=0.1)
+        try:
+            while not recorder.done and time.monotonic() < deadline:
+                executor.spin_once(timeout_sec=0.1)
+        except KeyboardInterrupt:
+            print("[decaf_demo] interrupted; saving what arrived so far", file=sys.stderr)
         summary = save_outputs(args.out, recorder, args.rate)
     finally:
         for node in reversed(nodes):

@@ -93,7 +93,7 @@ def clean_goal_text(raw: str) -> str:
 class DecafNode(Node):
     """Thin ROS 2 shell around a DecAF pipeline (the pipeline holds all model logic)."""
 
-    def __init__(self, pipeline_factory: PipelineFactory | None = None, node_name: str = "decaf_node",
+    def __init__(self, pipeline_factory: PipelineFactory | None = None, node_name: str = "decaf",
                  **node_kwargs: Any) -> None:
         super().__init__(node_name, **node_kwargs)
         ros_params.declare_parameters(self)
@@ -126,6 +126,7 @@ class DecafNode(Node):
         self._track_size: tuple[int, int] | None = None
         self._pipeline: Any = None
         self._load_error = ""
+        self._changed_core: set[str] = set()  # parameter names changed after start-up
         self._models = (self._params.core.mllm, self._params.core.sam2)  # configured until loaded
         self._last_goal: Goal | None = None  # for status after a clear
         self._model_warning = ""
@@ -171,6 +172,7 @@ class DecafNode(Node):
     def _on_params_set(self, parameters: list[Any]) -> None:
         # Already validated by the on-set callback; read-only ones (topics, models, ring) cannot change.
         self._params = ros_params.load_params(self)
+        self._changed_core.update(p.name for p in parameters)
 
     # ------------------------------------------------------------------ properties for tests / tools
     @property
@@ -471,8 +473,11 @@ class DecafNode(Node):
         if config is None or not hasattr(config, "with_overrides"):
             return
         core = self._params.core
+        # Only values set at run time: the pipeline may have been loaded with other settings on purpose
+        # (the tiny-model fallback reduces the key-frame count).
         names = ("num_key_frames", "point_threshold", "nms_iou", "track_score_threshold")
-        overrides = {n: getattr(core, n) for n in names if getattr(config, n) != getattr(core, n)}
+        overrides = {n: getattr(core, n) for n in names
+                     if n in self._changed_core and getattr(config, n) != getattr(core, n)}
         if overrides:
             self._pipeline.config = config.with_overrides(**overrides)
 
