@@ -270,3 +270,17 @@ def test_broken_folder_raises_model_load_error(tmp_path) -> None:
     (folder / "config.json").write_text(json.dumps({"model_type": "sam2_video"}))
     with pytest.raises(ModelLoadError, match="broken_sam2"):
         Sam2Segmenter.from_pretrained(str(folder), device="cpu")
+
+
+def test_fill_small_holes_fills_islands_up_to_the_area_only():
+    from decaf_ros.core.sam2 import fill_small_holes
+
+    logits = torch.full((2, 1, 12, 12), 5.0)
+    logits[0, 0, 2:4, 2:4] = -3.0  # 4-pixel hole: filled (<= 8)
+    logits[0, 0, 6:9, 6:9] = -3.0  # 9-pixel hole: kept (> 8)
+    logits[1, 0, :, :6] = -1.0  # large background half: kept
+    out = fill_small_holes(logits, 8)
+    assert torch.all(out[0, 0, 2:4, 2:4] == 0.1)
+    assert torch.all(out[0, 0, 6:9, 6:9] == -3.0)
+    assert torch.equal(out[1], logits[1])
+    assert torch.equal(fill_small_holes(logits, 0), logits)

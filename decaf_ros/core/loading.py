@@ -6,7 +6,6 @@ the pipeline and the tests all load models the same way (``from_pretrained``).
 from __future__ import annotations
 
 import contextlib
-import os
 from pathlib import Path
 from typing import Iterator
 

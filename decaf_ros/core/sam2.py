@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from typing import Sequence
 
+import cv2
 import numpy as np
 import torch
 import torch.nn.functional as F
@@ -21,15 +22,18 @@ import torch.nn.functional as F
 from .loading import ModelLoadError, load_errors, pick_device, pick_dtype, resolve_model_source
 
 OBJ_ID_BASE = 100  # the reference numbers its per-point objects 100 + i
+FILL_HOLE_AREA = 8  # §7.1: background islands of at most this many low-res pixels become foreground
 
 
 class Sam2Segmenter:
     """Stateless point/mask segmentation over frame lists, plus one optional streaming tracker."""
 
     def __init__(
-        self, model, processor, device: torch.device, dtype: torch.dtype, name: str = "sam2"
+        self, model, processor, device: torch.device, dtype: torch.dtype, name: str = "sam2",
+        fill_hole_area: int = FILL_HOLE_AREA,
     ) -> None:
         self.model = model
+        self.fill_hole_area = fill_hole_area
         self.processor = processor
         self.device = device
         self.dtype = dtype
@@ -223,8 +227,8 @@ class Sam2Segmenter:
     def _to_frame_masks(self, out, k: int, hw: tuple[int, int]) -> np.ndarray:
         # Upsample the low-res logits straight to the frame size, as the reference does, then logits > 0
         # (= sigmoid > 0.5).
-        logits = _ordered(out.pred_masks, out.object_ids, k)
-        full = F.interpolate(logits.float(), size=hw, mode="bilinear", align_corners=False)
+        logits = fill_small_holes(_ordered(out.pred_masks, out.object_ids, k).float(), self.fill_hole_area)
+        full = F.interpolate(logits, size=hw, mode="bilinear", align_corners=False)
         return (full[:, 0] > 0).cpu().numpy()
 
     def _store(self, result: np.ndarray, out, k: int, hw: tuple[int, int], session) -> None:
@@ -272,6 +276,26 @@ class _capture_iou:
 
     def __exit__(self, *exc) -> None:
         self._handle.remove()
+
+
+def fill_small_holes(logits: torch.Tensor, max_area: int) -> torch.Tensor:
+    """Turn background islands (8-connected, logits <= 0) of at most ``max_area`` pixels into foreground.
+
+    logits: (K, 1, h, w) low-resolution mask logits. Filled pixels get a small positive logit (0.1), as
+    SAM2's own video predictor does with ``fill_hole_area``; transformers' port does not apply it. The
+    image border counts like any other pixel, so a small background corner region is filled too.
+    """
+    if max_area <= 0 or logits.numel() == 0:
+        return logits
+    out = logits.clone()
+    background = (logits[:, 0] <= 0).cpu().numpy().astype(np.uint8)  # (K, h, w)
+    for k, plane in enumerate(background):
+        count, labels, stats, _ = cv2.connectedComponentsWithStats(plane, connectivity=8)
+        small = [i for i in range(1, count) if stats[i, cv2.CC_STAT_AREA] <= max_area]
+        if small:
+            hole = torch.from_numpy(np.isin(labels, small)).to(out.device)
+            out[k, 0][hole] = 0.1
+    return out
 
 
 def _sam2_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:

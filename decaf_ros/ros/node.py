@@ -19,8 +19,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import rclpy
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, HistoryPolicy, DurabilityPolicy, qos_profile_sensor_data
 from geometry_msgs.msg import PointStamped
@@ -37,6 +35,7 @@ from decaf_ros.ros.image_conversion import ImageConversionError, array_to_image,
 from decaf_ros.ros.messages import (STATE_NAMES, TargetInfo, centroid_msg, clear_markers_msg, markers_msg,
                                     target_array_msg)
 from decaf_ros.ros.params import NodeParams
+from decaf_ros.ros.spin import spin_node
 
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE, history=HistoryPolicy.KEEP_LAST)
 # Results: reliable, shallow (a late subscriber wants the newest result, not a backlog).
@@ -635,16 +634,4 @@ class DecafNode(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DecafNode()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_node(DecafNode, args)

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import rclpy
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
-from rclpy.executors import ExternalShutdownException
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
+from decaf_ros.ros.spin import spin_node
 from decaf_ros.ros.sample import FRAME_ID, PHOTOS, SampleFrame, build_sample_clip, depth_to_encoding
 
 RELIABLE = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
@@ -126,16 +125,4 @@ class DecafPlayer(Node):
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
-    node = None
-    try:
-        node = DecafPlayer()
-        rclpy.spin(node)
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    finally:
-        if node is not None:
-            node.destroy_node()
-        if rclpy.ok():
-            rclpy.shutdown()
-    return 0
+    return spin_node(DecafPlayer, args)
