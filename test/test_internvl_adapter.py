@@ -5,11 +5,12 @@ import numpy as np
 import pytest
 import torch
 
-from decaf_ros.core.mllm import internvl, qwen2_5_vl, supported_model_types
+from decaf_ros.core.mllm import internvl, supported_model_types
 from decaf_ros.core.mllm.internvl import SYSTEM_PROMPT, InternVLAdapter
 from decaf_ros.core.tiny.internvl import TILE_PX, _build_processor
-from models import tiny_config
-from models_families import _load, tiny_internvl_adapter, tiny_internvl_dir  # noqa: F401  (fixtures)
+from adapter_helpers import decode, grid_codes, plant_row, random_clip, record_capture
+from models import load_tiny, tiny_config
+from models_families import tiny_internvl_adapter, tiny_internvl_dir  # noqa: F401  (fixtures)
 from models_sam2 import tiny_sam2_dir  # noqa: F401  (fixture)
 
 H, W = 60, 90  # aspect 1.5 -> 3 x 2 tiles of 56 px (rows 2, cols 3): row-major order matters
@@ -18,8 +19,7 @@ ROWS, COLS = 2, 3
 
 
 def clip(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
+    return random_clip(n, (H, W), seed)
 
 
 # ---------------------------------------------------------------- loading, geometry
@@ -29,7 +29,7 @@ def test_loads_offline_with_half_depth_start(tiny_internvl_adapter, tiny_internv
     assert "internvl" in supported_model_types()
     assert adapter.num_layers == 4 and adapter.start_layer == 2 and adapter.temporal_merge == 1
     assert (adapter.tile_px, adapter.tile_side) == (TILE_PX, SIDE)
-    assert _load(tiny_internvl_dir, rollout_start_layer=3).start_layer == 3
+    assert load_tiny(tiny_internvl_dir, rollout_start_layer=3).start_layer == 3
 
 
 def test_tile_grid_matches_the_reference_arrangement() -> None:
@@ -62,10 +62,6 @@ def test_thumbnail_is_dropped_only_by_the_override() -> None:
 
 
 # ---------------------------------------------------------------- prompt layout
-def _decode(adapter, ids: torch.Tensor) -> str:
-    return adapter.processor.tokenizer.decode(ids, skip_special_tokens=False)
-
-
 def test_video_prompt_writes_one_item_per_frame(tiny_internvl_adapter, monkeypatch) -> None:
     adapter = tiny_internvl_adapter
     seen = {}
@@ -78,7 +74,7 @@ def test_video_prompt_writes_one_item_per_frame(tiny_internvl_adapter, monkeypat
     monkeypatch.setattr(adapter, "_run", keep)
     adapter.video_pass(clip(2), "which object? ", generate=False)
     item = "<img>" + "<IMG_CONTEXT>" * SIDE**2 + "</img>"
-    assert _decode(adapter, seen["ids"][0]) == (
+    assert decode(adapter, seen["ids"][0]) == (
         f"<|im_start|>system\n{SYSTEM_PROMPT}<|im_end|>\n<|im_start|>user\n"
         f"Frame1: {item}\nFrame2: {item}\nwhich object? <|im_end|>\n<|im_start|>assistant\n")
 
@@ -118,11 +114,6 @@ def _codes(frame_idx: torch.Tensor, yx: torch.Tensor) -> torch.Tensor:
     return (frame_idx * 10_000 + yx[:, 0] * 100 + yx[:, 1]).float()
 
 
-def _expected(t: int, h: int, w: int) -> torch.Tensor:
-    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-    return (tt * 10_000 + hh * 100 + ww).float()
-
-
 def _plant(adapter, monkeypatch, frames: list[np.ndarray] | None) -> None:
     """Replace the rollout row by each visual token's true (frame, y, x), encoded; text gets -1.
 
@@ -132,10 +123,8 @@ def _plant(adapter, monkeypatch, frames: list[np.ndarray] | None) -> None:
     inner = _in_tile_order(adapter)
     side2 = inner.shape[0]
     done = [0]  # frames already seen (the frame path runs in batches)
-    original = adapter._run
 
-    def planted(inputs, token_id, generate):
-        row, answers = original(inputs, token_id, generate)
+    def codes(inputs, token_id):
         ids = inputs["input_ids"]
         visual = ids == token_id
         code = torch.full(ids.shape, -1.0)
@@ -151,15 +140,15 @@ def _plant(adapter, monkeypatch, frames: list[np.ndarray] | None) -> None:
             yx = where[k // side2] * adapter.tile_side + inner[k % side2]
             code[b, visual[b]] = _codes(torch.zeros_like(k), yx)
         done[0] += ids.shape[0]
-        return code, answers
+        return code
 
-    monkeypatch.setattr(adapter, "_run", planted)
+    plant_row(adapter, monkeypatch, codes)
 
 
 def test_video_maps_follow_token_geometry(tiny_internvl_adapter, monkeypatch) -> None:
     _plant(tiny_internvl_adapter, monkeypatch, frames=None)
     out = tiny_internvl_adapter.video_pass(clip(3), "which object? ", generate=False)
-    torch.testing.assert_close(out.maps, _expected(3, SIDE, SIDE))  # grid (T, 16, 16) on the real model
+    torch.testing.assert_close(out.maps, grid_codes(3, SIDE, SIDE))  # grid (T, 16, 16) on the real model
     assert tiny_internvl_adapter.last_video_grid_hw == (SIDE, SIDE)
 
 
@@ -167,19 +156,12 @@ def test_frame_maps_follow_token_geometry(tiny_internvl_adapter, monkeypatch) ->
     frames = clip(3, seed=1)
     _plant(tiny_internvl_adapter, monkeypatch, frames=frames)
     out = tiny_internvl_adapter.frame_pass(frames, "which object? ", generate=False)
-    torch.testing.assert_close(out.maps, _expected(1, ROWS * SIDE, COLS * SIDE).expand(3, -1, -1))
+    torch.testing.assert_close(out.maps, grid_codes(1, ROWS * SIDE, COLS * SIDE).expand(3, -1, -1))
 
 
 def test_v_is_the_exact_visual_positions(tiny_internvl_adapter, monkeypatch) -> None:
     """The "FrameK:" text and the <img>/</img> markers between frames are not in V."""
-    seen = []
-    real = qwen2_5_vl.capture_rollout
-
-    def recording(model, token_is_visual, start_layer, span_rule=True, **kwargs):
-        seen.append((token_is_visual.clone(), span_rule))
-        return real(model, token_is_visual, start_layer, span_rule=span_rule, **kwargs)
-
-    monkeypatch.setattr(qwen2_5_vl, "capture_rollout", recording)
+    seen = record_capture(monkeypatch)
     tiny_internvl_adapter.video_pass(clip(3), "which object? ", generate=False)
     mask, span_rule = seen[-1]
     assert span_rule is False and int(mask.sum()) == 3 * SIDE**2

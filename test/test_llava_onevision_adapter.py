@@ -15,6 +15,8 @@ from decaf_ros.core import prompts
 from decaf_ros.core.mllm.base import PassMaps
 from decaf_ros.core.mllm.llava_onevision import LlavaOnevisionAdapter, TileGridModel, TileGridProcessor
 from decaf_ros.core.tiny import llava_onevision as tiny
+from decaf_ros.core.tiny.common import TEXT_LAYERS
+from adapter_helpers import assert_batching_keeps_maps, assert_generation_is_deterministic, random_clip
 from models import tiny_config
 from models_llava import tiny_llava_adapter, tiny_llava_dir  # noqa: F401  (fixtures)
 from models_sam2 import tiny_sam2_dir  # noqa: F401  (fixture)
@@ -26,8 +28,7 @@ NEWLINE = -777.0  # planted value of the newline embedding
 
 
 def clip(n: int, size: tuple[int, int] = (H, W), seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
+    return random_clip(n, size, seed)
 
 
 # ---------------------------------------------------------------- independent anyres geometry
@@ -101,7 +102,7 @@ def test_loads_offline_through_load_mllm(tiny_llava_adapter, tiny_llava_dir) -> 
     adapter = tiny_llava_adapter
     assert isinstance(adapter, LlavaOnevisionAdapter) and adapter.family == "llava_onevision"
     assert isinstance(adapter.processor, TileGridProcessor) and isinstance(adapter.model.model, TileGridModel)
-    assert adapter.num_layers == tiny.TEXT_LAYERS and adapter.start_layer == tiny.TEXT_LAYERS // 2
+    assert adapter.num_layers == TEXT_LAYERS and adapter.start_layer == TEXT_LAYERS // 2
     assert adapter.temporal_merge == 1
     assert adapter.model.config.text_config._attn_implementation == "decaf_rollout"
     override = load_mllm(tiny_llava_dir, "cpu", torch.float32, tiny_config(tiny_llava_dir, rollout_start_layer=1))
@@ -247,12 +248,8 @@ def test_token_count_mismatch_raises(tiny_llava_adapter, tiny_llava_dir, monkeyp
 def test_generation_answers_and_determinism(tiny_llava_adapter) -> None:
     frames = clip(4, seed=3)
     text = prompts.object_class_prompt(prompts.normalize_expression("The dog"))
-    first = tiny_llava_adapter.video_pass(frames, text, generate=True)
-    second = tiny_llava_adapter.video_pass(frames, text, generate=True)
-    prefill = tiny_llava_adapter.video_pass(frames, text, generate=False)
-    assert isinstance(first, PassMaps) and len(first.answers) == 1 and first.answers == second.answers
-    torch.testing.assert_close(first.maps, second.maps, rtol=0, atol=0)
-    torch.testing.assert_close(first.maps, prefill.maps, rtol=0, atol=0)  # map independent of answer
+    first = assert_generation_is_deterministic(tiny_llava_adapter, frames, text)
+    assert isinstance(first, PassMaps)
     frame = tiny_llava_adapter.frame_pass(frames[:3], text, generate=True)
     assert len(frame.answers) == 3 and frame.maps.shape == (3, 10, 14)
     for maps in (first.maps, frame.maps):
@@ -261,11 +258,7 @@ def test_generation_answers_and_determinism(tiny_llava_adapter) -> None:
 
 
 def test_frame_batches_do_not_change_maps(tiny_llava_adapter, monkeypatch) -> None:
-    frames = clip(3, seed=5)
-    batched = tiny_llava_adapter.frame_pass(frames, "which object? ", False)
-    monkeypatch.setattr(tiny_llava_adapter, "config", tiny_llava_adapter.config.with_overrides(frame_batch_size=1))
-    single = tiny_llava_adapter.frame_pass(frames, "which object? ", False)
-    torch.testing.assert_close(batched.maps, single.maps, rtol=1e-5, atol=1e-7)
+    assert_batching_keeps_maps(tiny_llava_adapter, monkeypatch, clip(3, seed=5))
 
 
 def test_pipeline_end_to_end(tiny_llava_adapter, tiny_llava_dir, tiny_sam2_dir) -> None:

@@ -7,8 +7,9 @@ import torch
 
 from decaf_ros.core.mllm import qwen2_5_vl, supported_model_types
 from decaf_ros.core.mllm.qwen3_vl import Qwen3VLAdapter
-from models import tiny_config
-from models_families import _load, tiny_qwen3_vl_adapter, tiny_qwen3_vl_dir  # noqa: F401  (fixtures)
+from adapter_helpers import decode, grid_codes, plant_row, random_clip, record_capture
+from models import load_tiny, tiny_config
+from models_families import tiny_qwen3_vl_adapter, tiny_qwen3_vl_dir  # noqa: F401  (fixtures)
 from models_sam2 import tiny_sam2_dir  # noqa: F401  (fixture)
 
 H, W = 60, 90  # not multiples of 32: the adapter must resize (video budget 6 -> 64x96, 2x3 tokens)
@@ -16,8 +17,7 @@ GH, GW = 2, 3
 
 
 def clip(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
+    return random_clip(n, (H, W), seed)
 
 
 # ---------------------------------------------------------------- loading
@@ -27,7 +27,7 @@ def test_loads_offline_with_half_depth_start(tiny_qwen3_vl_adapter, tiny_qwen3_v
     assert "qwen3_vl" in supported_model_types()
     assert adapter.num_layers == 4 and adapter.start_layer == 2 and adapter.temporal_merge == 2
     assert adapter.token_px == 32  # 16-px patches, 2x2 merge
-    assert _load(tiny_qwen3_vl_dir, rollout_start_layer=1).start_layer == 1
+    assert load_tiny(tiny_qwen3_vl_dir, rollout_start_layer=1).start_layer == 1
 
 
 # ---------------------------------------------------------------- prompt and token layout
@@ -35,10 +35,6 @@ def test_prompt_has_no_default_system_message(tiny_qwen3_vl_adapter) -> None:
     text = tiny_qwen3_vl_adapter._chat("image", "which object? ")
     assert text == ("<|im_start|>user\n<|vision_start|><|image_pad|><|vision_end|>which object? <|im_end|>\n"
                     "<|im_start|>assistant\n")
-
-
-def _decode(adapter, ids: torch.Tensor) -> str:
-    return adapter.processor.tokenizer.decode(ids, skip_special_tokens=False)
 
 
 def test_video_prompt_interleaves_timestamps(tiny_qwen3_vl_adapter) -> None:
@@ -49,7 +45,7 @@ def test_video_prompt_interleaves_timestamps(tiny_qwen3_vl_adapter) -> None:
     assert inputs["video_grid_thw"].tolist() == [[2, 4, 6]]
     group = "<|vision_start|>" + "<|video_pad|>" * (GH * GW) + "<|vision_end|>"
     expected = f"<|im_start|>user\n<0.2 seconds>{group}<1.2 seconds>{group}which object? <|im_end|>\n"
-    assert _decode(adapter, inputs["input_ids"][0]) == expected + "<|im_start|>assistant\n"
+    assert decode(adapter, inputs["input_ids"][0]) == expected + "<|im_start|>assistant\n"
 
 
 # ---------------------------------------------------------------- planted maps (§5.1, §11)
@@ -61,50 +57,35 @@ def _plant_positions(adapter, monkeypatch) -> None:
     of vision-start markers before the token. A correct reshape puts group*10^4 + row*100 + col
     at maps[group, row, col]; text tokens get -1, so any leak shows.
     """
-    original = adapter._run
 
-    def planted(inputs, token_id, generate):
-        row, answers = original(inputs, token_id, generate)
+    def codes(inputs, token_id):
         ids = inputs["input_ids"]
         positions, _ = adapter.model.model.get_rope_index(
             ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
             video_grid_thw=inputs.get("video_grid_thw"))
         group = torch.cumsum(ids == adapter.model.config.vision_start_token_id, dim=1) - 1
-        code = (group * 10_000 + (positions[1] - positions[0]) * 100 + (positions[2] - positions[0])).float()
-        return torch.where(ids == token_id, code, torch.full_like(code, -1.0)), answers
+        return group * 10_000 + (positions[1] - positions[0]) * 100 + (positions[2] - positions[0])
 
-    monkeypatch.setattr(adapter, "_run", planted)
-
-
-def _expected_codes(t: int, h: int, w: int) -> torch.Tensor:
-    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-    return (tt * 10_000 + hh * 100 + ww).float()
+    plant_row(adapter, monkeypatch, codes)
 
 
 def test_video_maps_follow_token_geometry(tiny_qwen3_vl_adapter, monkeypatch) -> None:
     _plant_positions(tiny_qwen3_vl_adapter, monkeypatch)
     out = tiny_qwen3_vl_adapter.video_pass(clip(4), "which object? ", generate=False)
     assert tiny_qwen3_vl_adapter.last_video_grid_hw == (GH, GW)
-    torch.testing.assert_close(out.maps, _expected_codes(2, GH, GW))
+    torch.testing.assert_close(out.maps, grid_codes(2, GH, GW))
 
 
 def test_frame_maps_follow_token_geometry(tiny_qwen3_vl_adapter, monkeypatch) -> None:
     _plant_positions(tiny_qwen3_vl_adapter, monkeypatch)
     out = tiny_qwen3_vl_adapter.frame_pass(clip(3), "which object? ", generate=False, video_grid_hw=(GH, GW))
     # Exactly 2x the video grid per side; each frame is its own single-image prompt (group 0).
-    torch.testing.assert_close(out.maps, _expected_codes(1, 2 * GH, 2 * GW).expand(3, 2 * GH, 2 * GW))
+    torch.testing.assert_close(out.maps, grid_codes(1, 2 * GH, 2 * GW).expand(3, 2 * GH, 2 * GW))
 
 
 def test_v_is_the_exact_visual_positions(tiny_qwen3_vl_adapter, monkeypatch) -> None:
     """Timestamp and marker tokens between groups are not in V (span_rule=False)."""
-    seen = []
-    real = qwen2_5_vl.capture_rollout
-
-    def recording(model, token_is_visual, start_layer, span_rule=True, **kwargs):
-        seen.append((token_is_visual.clone(), span_rule))
-        return real(model, token_is_visual, start_layer, span_rule=span_rule, **kwargs)
-
-    monkeypatch.setattr(qwen2_5_vl, "capture_rollout", recording)
+    seen = record_capture(monkeypatch)
     tiny_qwen3_vl_adapter.video_pass(clip(4), "which object? ", generate=False)
     mask, span_rule = seen[-1]
     assert span_rule is False and int(mask.sum()) == 2 * GH * GW

@@ -7,17 +7,19 @@ import torch
 from safetensors.torch import load_file
 
 from decaf_ros.core import prompts
+from decaf_ros.core.mllm import hf_adapter
 from decaf_ros.core.mllm import qwen2_5_vl as qwen
 from decaf_ros.core.mllm.base import PassMaps
 from decaf_ros.core.tiny.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
+from adapter_helpers import (assert_batching_keeps_maps, assert_generation_is_deterministic, grid_codes, plant_row,
+                             random_clip)
 from models import tiny_qwen_adapter, tiny_qwen_dir  # noqa: F401  (fixtures)
 
 H, W = 100, 150  # not multiples of 28: the adapter must resize
 
 
 def clip(n: int, seed: int = 0) -> list[np.ndarray]:
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (H, W, 3), dtype=np.uint8) for _ in range(n)]
+    return random_clip(n, (H, W), seed)
 
 
 # ---------------------------------------------------------------- sizes (§2.2, §2.3)
@@ -52,26 +54,17 @@ def _plant_positions(adapter, monkeypatch) -> None:
     The model's rope index is the ground truth of where a token sits in the image, so a
     correct reshape puts value t*10^4 + h*100 + w at maps[t, h, w] (t in rope units).
     """
-    original = adapter._run
 
-    def planted(inputs, token_id, generate):
-        row, answers = original(inputs, token_id, generate)
+    def codes(inputs, token_id):
         ids = inputs["input_ids"]
         positions, _ = adapter.model.model.get_rope_index(
             ids, inputs["mm_token_type_ids"], image_grid_thw=inputs.get("image_grid_thw"),
             video_grid_thw=inputs.get("video_grid_thw"), second_per_grid_ts=inputs.get("second_per_grid_ts"))
-        visual = ids == token_id
-        start = positions[1][visual].view(ids.shape[0], -1).amin(dim=1)  # first row's h position
+        start = positions[1][ids == token_id].view(ids.shape[0], -1).amin(dim=1)  # first row's h position
         rel = positions - start.view(1, -1, 1)
-        code = (rel[0] * 10_000 + rel[1] * 100 + rel[2]).float()
-        return torch.where(visual, code, torch.full_like(code, -1.0)), answers
+        return rel[0] * 10_000 + rel[1] * 100 + rel[2]
 
-    monkeypatch.setattr(adapter, "_run", planted)
-
-
-def _expected_codes(t: int, h: int, w: int, t_step: int) -> torch.Tensor:
-    tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")
-    return (tt * t_step * 10_000 + hh * 100 + ww).float()
+    plant_row(adapter, monkeypatch, codes)
 
 
 def test_video_maps_follow_token_geometry(tiny_qwen_adapter, monkeypatch) -> None:
@@ -81,23 +74,23 @@ def test_video_maps_follow_token_geometry(tiny_qwen_adapter, monkeypatch) -> Non
     assert out.maps.shape == (2, gh, gw)
     assert tiny_qwen_adapter.last_video_grid_hw == (gh, gw)
     # Temporal rope step = tokens_per_second (2) x second_per_grid_ts (1.0, the reference's fps 2).
-    torch.testing.assert_close(out.maps, _expected_codes(2, gh, gw, t_step=2))
+    torch.testing.assert_close(out.maps, grid_codes(2, gh, gw, t_step=2))
 
 
 def test_frame_maps_follow_token_geometry(tiny_qwen_adapter, monkeypatch) -> None:
     _plant_positions(tiny_qwen_adapter, monkeypatch)
     out = tiny_qwen_adapter.frame_pass(clip(3), "which object? ", generate=False, video_grid_hw=(1, 2))
     assert out.maps.shape == (3, 2, 4)  # exactly 2x the video grid per side
-    torch.testing.assert_close(out.maps, _expected_codes(1, 2, 4, t_step=0).expand(3, 2, 4))
+    torch.testing.assert_close(out.maps, grid_codes(1, 2, 4, t_step=0).expand(3, 2, 4))
 
 
 def test_visual_maps_raster_order() -> None:
     ids = torch.tensor([[5, 9, 9, 9, 9, 9, 9, 7], [5, 9, 9, 9, 9, 9, 9, 7]])
     row = torch.arange(16, dtype=torch.float32).view(2, 8)
-    maps = qwen.visual_maps(row, ids == 9, torch.tensor([[1, 2, 3], [1, 2, 3]]))
+    maps = hf_adapter.visual_maps(row, ids == 9, torch.tensor([[1, 2, 3], [1, 2, 3]]))
     torch.testing.assert_close(maps, torch.tensor([[[1., 2, 3], [4, 5, 6]], [[9, 10, 11], [12, 13, 14]]]))
     with pytest.raises(RuntimeError, match="grid"):
-        qwen.visual_maps(row, ids == 9, torch.tensor([[1, 2, 2], [1, 2, 2]]))
+        hf_adapter.visual_maps(row, ids == 9, torch.tensor([[1, 2, 2], [1, 2, 2]]))
 
 
 # ---------------------------------------------------------------- real passes
@@ -125,12 +118,7 @@ def test_odd_frame_count_duplicates_last_frame(tiny_qwen_adapter) -> None:
 def test_generation_answers_and_determinism(tiny_qwen_adapter) -> None:
     frames = clip(4, seed=3)
     text = prompts.object_class_prompt(prompts.normalize_expression("The dog"))
-    first = tiny_qwen_adapter.video_pass(frames, text, generate=True)
-    second = tiny_qwen_adapter.video_pass(frames, text, generate=True)
-    prefill = tiny_qwen_adapter.video_pass(frames, text, generate=False)
-    assert len(first.answers) == 1 and first.answers == second.answers
-    torch.testing.assert_close(first.maps, second.maps, rtol=0, atol=0)
-    torch.testing.assert_close(first.maps, prefill.maps, rtol=0, atol=0)  # map independent of answer
+    assert_generation_is_deterministic(tiny_qwen_adapter, frames, text)
     frame = tiny_qwen_adapter.frame_pass(frames[:3], text, generate=True, video_grid_hw=(1, 2))
     assert len(frame.answers) == 3
     answer = tiny_qwen_adapter.generate_text(prompts.class_choice_prompt("the dog.", ["dog", "cat"]))
@@ -138,11 +126,7 @@ def test_generation_answers_and_determinism(tiny_qwen_adapter) -> None:
 
 
 def test_frame_batches_do_not_change_maps(tiny_qwen_adapter, monkeypatch) -> None:
-    frames = clip(3, seed=5)
-    batched = tiny_qwen_adapter.frame_pass(frames, "which object? ", False, video_grid_hw=(1, 2))
-    monkeypatch.setattr(tiny_qwen_adapter, "config", tiny_qwen_adapter.config.with_overrides(frame_batch_size=1))
-    single = tiny_qwen_adapter.frame_pass(frames, "which object? ", False, video_grid_hw=(1, 2))
-    torch.testing.assert_close(batched.maps, single.maps, rtol=1e-5, atol=1e-7)
+    assert_batching_keeps_maps(tiny_qwen_adapter, monkeypatch, clip(3, seed=5), video_grid_hw=(1, 2))
 
 
 def test_frame_pass_needs_a_grid(tiny_qwen_dir) -> None:
@@ -172,9 +156,9 @@ def test_qwen2_vl_uses_the_same_adapter(tmp_path, monkeypatch) -> None:
     assert adapter.family == "qwen2_vl" and adapter.start_layer == 2
     _plant_positions(adapter, monkeypatch)
     video = adapter.video_pass(clip(4), "which object? ", generate=False)
-    torch.testing.assert_close(video.maps, _expected_codes(2, 2, 3, t_step=1))  # no absolute time
+    torch.testing.assert_close(video.maps, grid_codes(2, 2, 3, t_step=1))  # no absolute time
     frame = adapter.frame_pass(clip(2), "which object? ", generate=True)
-    torch.testing.assert_close(frame.maps, _expected_codes(1, 4, 6, t_step=0).expand(2, 4, 6))
+    torch.testing.assert_close(frame.maps, grid_codes(1, 4, 6, t_step=0).expand(2, 4, 6))
     assert len(frame.answers) == 2
 
 

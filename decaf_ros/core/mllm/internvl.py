@@ -24,11 +24,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from ..capture import attn_implementation_spec
 from ..config import DecafConfig
-from ..loading import load_errors
-from .base import MLLMAdapter, PassMaps, register_adapter, rollout_start_layer
-from .qwen2_5_vl import Qwen2_5_VLAdapter, visual_maps
+from .base import PassMaps, register_adapter
+from .hf_adapter import HFAdapter
 
 # InternVL2.5/3's conversation-template system message, which the reference prepends.
 SYSTEM_PROMPT = ("你是书生·万象，英文名是InternVL，是由上海人工智能实验室、清华大学及多家合作单位联合开发的"
@@ -78,7 +76,7 @@ def no_thumbnail(image_processor: Any) -> Iterator[None]:
 
 
 @register_adapter("internvl")
-class InternVLAdapter(MLLMAdapter):
+class InternVLAdapter(HFAdapter):
     """InternVL3 (hf) with the rollout capture in its Qwen2 text layers."""
 
     family = "internvl"
@@ -86,11 +84,7 @@ class InternVLAdapter(MLLMAdapter):
     span_rule = False  # "FrameK:" text sits between the frames' tokens
 
     def __init__(self, model: Any, processor: Any, config: DecafConfig) -> None:
-        self.model = model
-        self.processor = processor
-        self.config = config
-        self.num_layers = int(model.config.text_config.num_hidden_layers)
-        self.start_layer = rollout_start_layer(self.num_layers, config.rollout_start_layer)
+        super().__init__(model, processor, config)
         self.image_token_id = int(model.config.image_token_id)
         self.tile_px, self.tile_side = _tile_geometry(model.config)
         if processor.image_seq_length != self.tile_side**2:
@@ -99,32 +93,15 @@ class InternVLAdapter(MLLMAdapter):
         if processor.image_token_id != self.image_token_id:
             raise RuntimeError("processor and model disagree on the image token id")
         _check_thumbnail_switch(processor.image_processor)  # fail at load, not at the first frame pass
-        self.last_video_grid_hw: tuple[int, int] | None = None
 
     @classmethod
-    def from_pretrained(cls, source: str, hf_config: Any, device: torch.device, dtype: torch.dtype,
-                        config: DecafConfig) -> "InternVLAdapter":
-        from transformers import AutoProcessor, InternVLForConditionalGeneration
+    def _hf_model_class(cls, model_type: str) -> Any:
+        from transformers import InternVLForConditionalGeneration
 
-        with load_errors(source):
-            processor = AutoProcessor.from_pretrained(source)
-            device_map = str(device) if device.type == "cuda" else None
-            model = InternVLForConditionalGeneration.from_pretrained(
-                source, config=hf_config, dtype=dtype, device_map=device_map,
-                attn_implementation=attn_implementation_spec())
-        model.to(device).eval()
-        return cls(model, processor, config)
+        return InternVLForConditionalGeneration
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    # ------------------------------------------------------------------ prompts
-    def _chat(self, visual: str | None, text: str) -> str:
-        """System message, then one user turn with the visual item first (§3.1)."""
-        content = ([{"type": visual}] if visual else []) + [{"type": "text", "text": text}]
-        messages = [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": content}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    def _system_turns(self) -> list[dict[str, Any]]:
+        return [{"role": "system", "content": SYSTEM_PROMPT}]
 
     # ------------------------------------------------------------------ video path
     def video_pass(self, frames: Sequence[np.ndarray], text: str, generate: bool) -> PassMaps:
@@ -137,11 +114,8 @@ class InternVLAdapter(MLLMAdapter):
                            "size": {"height": self.tile_px, "width": self.tile_px}})
         if tuple(inputs["pixel_values"].shape[-2:]) != (self.tile_px, self.tile_px):
             raise RuntimeError(f"video frames are {tuple(inputs['pixel_values'].shape[-2:])}, not one tile")
-        row, answers = self._run(inputs, self.image_token_id, generate)
-        side = self.tile_side
-        grid = torch.tensor([[len(frames), side, side]])
-        self.last_video_grid_hw = (side, side)
-        return PassMaps(visual_maps(row, inputs["input_ids"] == self.image_token_id, grid), answers)
+        grid = torch.tensor([[len(frames), self.tile_side, self.tile_side]])
+        return self._video_maps(inputs, self.image_token_id, grid, generate)
 
     # ------------------------------------------------------------------ frame path
     def frame_pass(
@@ -156,13 +130,7 @@ class InternVLAdapter(MLLMAdapter):
             raise ValueError("frame_pass needs frames of one size (equal prompt lengths, §13 item 5)")
         rows, cols = tile_grid(*images[0].shape[:2], self.tile_px)
         prompt = self._chat("image", text)
-        maps, answers = [], []
-        batch = self.config.frame_batch_size
-        for start in range(0, len(images), batch):
-            batch_maps, batch_answers = self._frame_batch(images[start:start + batch], prompt, generate, rows, cols)
-            maps.append(batch_maps)
-            answers.extend(batch_answers)
-        return PassMaps(torch.cat(maps), answers)
+        return self._in_batches(images, lambda part: self._frame_batch(part, prompt, generate, rows, cols))
 
     def _frame_batch(self, images: list[np.ndarray], prompt: str, generate: bool,
                      rows: int, cols: int) -> tuple[torch.Tensor, list[str]]:
@@ -181,14 +149,6 @@ class InternVLAdapter(MLLMAdapter):
             raise RuntimeError(f"{int(visual.sum())} image tokens for {len(images)} frames of {rows}x{cols} tiles")
         values = row[visual].view(len(images), -1)  # each item's tokens in sequence order
         return tiles_to_map(values, rows, cols, side).float().cpu(), answers
-
-    # ------------------------------------------------------------------ running
-    # Prefill/generation plumbing is family-agnostic: the same as the Qwen adapter's.
-    _run = Qwen2_5_VLAdapter._run
-    _prefill = Qwen2_5_VLAdapter._prefill
-    _generate = Qwen2_5_VLAdapter._generate
-    _greedy_config = Qwen2_5_VLAdapter._greedy_config
-    generate_text = Qwen2_5_VLAdapter.generate_text
 
 
 def _tile_geometry(config: Any) -> tuple[int, int]:

@@ -17,7 +17,6 @@ so the placeholder count the processor inserts and the features the model scatte
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -28,12 +27,10 @@ from transformers import LlavaOnevisionProcessor
 from transformers.image_processing_utils import select_best_resolution
 from transformers.models.llava_onevision.modeling_llava_onevision import LlavaOnevisionModel
 
-from ..capture import attn_implementation_spec, capture_rollout
 from ..config import DecafConfig
-from ..loading import load_errors
 from ..rollout import visual_span_mask
-from .base import MLLMAdapter, PassMaps, register_adapter, rollout_start_layer
-from .qwen2_5_vl import visual_maps
+from .base import PassMaps, register_adapter
+from .hf_adapter import HFAdapter
 
 SYSTEM_PROMPT = "You are a helpful assistant."  # Qwen2's default, prepended explicitly (§3.1)
 
@@ -116,7 +113,7 @@ def _drop_base_and_newlines(model: Any) -> None:
 
 
 @register_adapter("llava_onevision")
-class LlavaOnevisionAdapter(MLLMAdapter):
+class LlavaOnevisionAdapter(HFAdapter):
     """LLaVA-OneVision (Qwen2 LLM) with the rollout capture in its text layers."""
 
     family = "llava_onevision"
@@ -129,40 +126,23 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         _drop_base_and_newlines(model)
         processor.vision_feature_select_strategy = model.config.vision_feature_select_strategy
         processor.vision_aspect_ratio = model.config.vision_aspect_ratio
-        self.model = model
-        self.processor = processor
-        self.config = config
-        self.num_layers = int(model.config.text_config.num_hidden_layers)
-        self.start_layer = rollout_start_layer(self.num_layers, config.rollout_start_layer)
+        super().__init__(model, processor, config)
         self.video_token_id = int(model.config.video_token_id)
         self.image_token_id = int(model.config.image_token_id)
-        self.last_video_grid_hw: tuple[int, int] | None = None
 
     @classmethod
-    def from_pretrained(cls, source: str, hf_config: Any, device: torch.device, dtype: torch.dtype,
-                        config: DecafConfig) -> "LlavaOnevisionAdapter":
+    def _load_processor(cls, source: str) -> TileGridProcessor:
+        return TileGridProcessor.from_pretrained(source)
+
+    @classmethod
+    def _hf_model_class(cls, model_type: str) -> Any:
         from transformers import LlavaOnevisionForConditionalGeneration
 
-        with load_errors(source):
-            processor = TileGridProcessor.from_pretrained(source)
-            device_map = str(device) if device.type == "cuda" else None
-            model = LlavaOnevisionForConditionalGeneration.from_pretrained(
-                source, config=hf_config, dtype=dtype, device_map=device_map,
-                attn_implementation=attn_implementation_spec())
-        model.to(device).eval()
-        return cls(model, processor, config)
+        return LlavaOnevisionForConditionalGeneration
 
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    # ------------------------------------------------------------------ prompts
-    def _chat(self, visual: str | None, text: str) -> str:
-        """System turn, then one user turn with the visual item first (§3.1)."""
-        content = ([{"type": visual}] if visual else []) + [{"type": "text", "text": text}]
-        messages = [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]},
-                    {"role": "user", "content": content}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
+    def _system_turns(self) -> list[dict[str, Any]]:
+        # Typed content items: the template selects text items by type.
+        return [{"role": "system", "content": [{"type": "text", "text": SYSTEM_PROMPT}]}]
 
     # ------------------------------------------------------------------ video path
     def video_pass(self, frames: Sequence[np.ndarray], text: str, generate: bool) -> PassMaps:
@@ -173,9 +153,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         side = self.processor.video_side()
         grid = torch.tensor([[len(frames), side, side]])  # (1, 3): (T, 14, 14)
         self._check_count(inputs["input_ids"] == self.video_token_id, grid)
-        row, answers = self._run(inputs, self.video_token_id, generate)
-        self.last_video_grid_hw = (side, side)
-        return PassMaps(visual_maps(row, inputs["input_ids"] == self.video_token_id, grid), answers)
+        return self._video_maps(inputs, self.video_token_id, grid, generate)
 
     # ------------------------------------------------------------------ frame path
     def frame_pass(
@@ -184,14 +162,8 @@ class LlavaOnevisionAdapter(MLLMAdapter):
     ) -> PassMaps:
         """Anyres tiling of each frame at its own size; ``video_grid_hw`` is not used here."""
         prompt = self._chat("image", text)
-        maps, answers = [], []
-        batch = self.config.frame_batch_size
-        for start in range(0, len(frames), batch):
-            part = [np.ascontiguousarray(f) for f in frames[start:start + batch]]
-            batch_maps, batch_answers = self._frame_batch(part, prompt, generate)
-            maps.append(batch_maps)
-            answers.extend(batch_answers)
-        return PassMaps(torch.cat(maps), answers)
+        images = [np.ascontiguousarray(f) for f in frames]
+        return self._in_batches(images, lambda part: self._frame_batch(part, prompt, generate))
 
     def _frame_batch(self, images: list[np.ndarray], prompt: str,
                      generate: bool) -> tuple[torch.Tensor, list[str]]:
@@ -200,8 +172,7 @@ class LlavaOnevisionAdapter(MLLMAdapter):
         rows, cols = self.processor.frame_grid(*images[0].shape[:2])
         grid = torch.tensor([[1, rows, cols]] * len(images))  # (B, 3)
         self._check_count(inputs["input_ids"] == self.image_token_id, grid)
-        row, answers = self._run(inputs, self.image_token_id, generate)
-        return visual_maps(row, inputs["input_ids"] == self.image_token_id, grid), answers
+        return self._visual_pass(inputs, self.image_token_id, grid, generate)
 
     @staticmethod
     def _check_count(token_is_visual: torch.Tensor, grid: torch.Tensor) -> None:
@@ -216,42 +187,10 @@ class LlavaOnevisionAdapter(MLLMAdapter):
             raise RuntimeError("visual tokens are not one contiguous span at the same place in every item")
 
     # ------------------------------------------------------------------ running
-    def _run(self, inputs: Any, token_id: int, generate: bool) -> tuple[torch.Tensor, list[str]]:
-        """Prefill (+ greedy generation) under the capture; -> rollout row (B, L), answers."""
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is not None and not bool(mask.all()):
-            # The recomputed attention uses a plain causal mask (§13 item 5): padding would corrupt it.
-            raise RuntimeError("batched prompts differ in length (padding); rollout needs equal lengths")
-        token_is_visual = ids == token_id  # (B, L); V = the contiguous span of item 0 (§4.3)
+    def _to_device(self, inputs: Any) -> Any:
+        """Inputs on the model's device, pixels (fp32 from the processor) in the model's dtype."""
         inputs = inputs.to(self.device)
-        if "pixel_values" in inputs:
-            inputs["pixel_values"] = inputs["pixel_values"].to(self.model.dtype)
-        if "pixel_values_videos" in inputs:
-            inputs["pixel_values_videos"] = inputs["pixel_values_videos"].to(self.model.dtype)
-        with torch.inference_mode(), capture_rollout(self.model, token_is_visual, self.start_layer) as handle:
-            answers = self._generate(inputs) if generate else self._prefill(inputs)
-        return handle.row, answers
-
-    def _prefill(self, inputs: Any) -> list[str]:
-        self.model(**inputs, use_cache=False, logits_to_keep=1)
-        return []
-
-    def _generate(self, inputs: Any) -> list[str]:
-        out = self.model.generate(**inputs, generation_config=self._greedy_config())
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-
-    def _greedy_config(self) -> Any:
-        """The checkpoint's generation config made greedy (§3.1); other settings kept."""
-        config = copy.deepcopy(self.model.generation_config)
-        config.do_sample = False
-        config.num_beams = 1
-        config.max_new_tokens = self.config.max_new_tokens
-        config.temperature, config.top_p, config.top_k = 1.0, 1.0, 50  # neutral: not refilled
-        return config
-
-    def generate_text(self, text: str) -> str:
-        inputs = self.processor(text=[self._chat(None, text)], return_tensors="pt").to(self.device)
-        with torch.inference_mode():
-            return self._generate(inputs)[0]
+        for key in ("pixel_values", "pixel_values_videos"):
+            if key in inputs:
+                inputs[key] = inputs[key].to(self.model.dtype)
+        return inputs

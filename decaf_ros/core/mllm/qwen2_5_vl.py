@@ -7,7 +7,6 @@ is known exactly: video (T/2, H/28, W/28), frames (1, H/28, W/28) each.
 """
 from __future__ import annotations
 
-import copy
 import math
 from collections.abc import Sequence
 from typing import Any
@@ -16,10 +15,9 @@ import numpy as np
 import torch
 from PIL import Image
 
-from ..capture import attn_implementation_spec, capture_rollout
 from ..config import DecafConfig
-from ..loading import load_errors
-from .base import MLLMAdapter, PassMaps, register_adapter, rollout_start_layer
+from .base import PassMaps, register_adapter
+from .hf_adapter import HFAdapter
 
 TOKEN_PX = 28  # patch 14 × spatial merge 2
 MIN_TOKENS = 4  # qwen-vl-utils' VIDEO_MIN_PIXELS = 4·28²
@@ -65,20 +63,9 @@ def pad_to_even(frames: list[np.ndarray]) -> list[np.ndarray]:
     return frames + [frames[-1]] if len(frames) % 2 else frames
 
 
-def visual_maps(row: torch.Tensor, token_is_visual: torch.Tensor, grid_thw: torch.Tensor) -> torch.Tensor:
-    """Rollout values at the visual tokens, (B, L) -> (Σt, h, w) in raster order (t, rows, cols).
-
-    grid_thw: (B, 3) LLM token grid per item (already temporally and spatially merged).
-    Each item's visual tokens are gathered by token id, so text between items never leaks in.
-    """
-    maps = []
-    for item in range(row.shape[0]):
-        t, h, w = (int(v) for v in grid_thw[item])
-        values = row[item][token_is_visual[item]]
-        if values.numel() != t * h * w:
-            raise RuntimeError(f"item {item}: {values.numel()} visual tokens, grid {t}x{h}x{w}")
-        maps.append(values.reshape(t, h, w))
-    return torch.cat(maps).float().cpu()
+def _token_grid(grid: torch.Tensor) -> torch.Tensor:
+    """(B, 3) processor grid in patches -> LLM token grid (the 2×2 spatial merge halves h and w)."""
+    return torch.stack([grid[:, 0], grid[:, 1] // 2, grid[:, 2] // 2], dim=1)
 
 
 def _model_class(model_type: str) -> Any:
@@ -89,40 +76,21 @@ def _model_class(model_type: str) -> Any:
 
 
 @register_adapter("qwen2_5_vl", "qwen2_vl")
-class Qwen2_5_VLAdapter(MLLMAdapter):
-    """Qwen2.5-VL (and Qwen2-VL: same token layout) with the rollout capture in its text layers."""
+class Qwen2_5_VLAdapter(HFAdapter):
+    """Qwen2.5-VL (and Qwen2-VL: same token layout) with the rollout capture in its text layers.
+
+    No system turn is written: the chat template adds the family's default one (§3.1).
+    """
 
     family = "qwen2_5_vl"
     temporal_merge = 2
     patch_px = 14  # vision patch side; one LLM token covers 2·patch_px (2×2 spatial merge)
-    span_rule = True  # V = the contiguous visual span (§4.3); False: the exact visual positions
 
     def __init__(self, model: Any, processor: Any, config: DecafConfig) -> None:
-        self.model = model
-        self.processor = processor
-        self.config = config
+        super().__init__(model, processor, config)
         self.family = model.config.model_type
-        text_config = model.config.text_config
-        self.num_layers = int(text_config.num_hidden_layers)
-        self.start_layer = rollout_start_layer(self.num_layers, config.rollout_start_layer)
         self.video_token_id = int(model.config.video_token_id)
         self.image_token_id = int(model.config.image_token_id)
-        self.last_video_grid_hw: tuple[int, int] | None = None
-
-    @classmethod
-    def from_pretrained(cls, source: str, hf_config: Any, device: torch.device, dtype: torch.dtype,
-                        config: DecafConfig) -> "Qwen2_5_VLAdapter":
-        from transformers import AutoProcessor
-
-        with load_errors(source):
-            processor = AutoProcessor.from_pretrained(source)
-            # Load straight onto the GPU (a 7B model need not pass through host memory first).
-            device_map = str(device) if device.type == "cuda" else None
-            model = cls._hf_model_class(hf_config.model_type).from_pretrained(
-                source, config=hf_config, dtype=dtype, device_map=device_map,
-                attn_implementation=attn_implementation_spec())
-        model.to(device).eval()
-        return cls(model, processor, config)
 
     @classmethod
     def _hf_model_class(cls, model_type: str) -> Any:
@@ -131,17 +99,6 @@ class Qwen2_5_VLAdapter(MLLMAdapter):
     @property
     def token_px(self) -> int:
         return 2 * self.patch_px
-
-    @property
-    def device(self) -> torch.device:
-        return next(self.model.parameters()).device
-
-    # ------------------------------------------------------------------ prompts
-    def _chat(self, visual: str | None, text: str) -> str:
-        """One user turn, visual item first (§3.1); the template adds the default system prompt."""
-        content = ([{"type": visual}] if visual else []) + [{"type": "text", "text": text}]
-        messages = [{"role": "user", "content": content}]
-        return self.processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
     # ------------------------------------------------------------------ video path
     def video_pass(self, frames: Sequence[np.ndarray], text: str, generate: bool) -> PassMaps:
@@ -152,10 +109,7 @@ class Qwen2_5_VLAdapter(MLLMAdapter):
         inputs = self._video_inputs(clip, text)
         grid = inputs["video_grid_thw"]  # (1, 3) in patches
         self._check_grid(grid, len(clip), size)
-        row, answers = self._run(inputs, self.video_token_id, generate)
-        token_grid = torch.stack([grid[:, 0], grid[:, 1] // 2, grid[:, 2] // 2], dim=1)
-        self.last_video_grid_hw = (int(token_grid[0, 1]), int(token_grid[0, 2]))
-        return PassMaps(visual_maps(row, inputs["input_ids"] == self.video_token_id, token_grid), answers)
+        return self._video_maps(inputs, self.video_token_id, _token_grid(grid), generate)
 
     def _video_inputs(self, clip: list[np.ndarray], text: str) -> Any:
         """Processor inputs of one video prompt; frames already at their final size."""
@@ -183,16 +137,9 @@ class Qwen2_5_VLAdapter(MLLMAdapter):
             raise RuntimeError("frame_pass needs the video grid: run video_pass first or pass video_grid_hw")
         scale = self.config.frame_resize_scale
         size = (grid_hw[0] * self.token_px * scale, grid_hw[1] * self.token_px * scale)
-        images = resize_frames(frames, size)
         prompt = self._chat("image", text)
-        maps, answers = [], []
-        batch = self.config.frame_batch_size
-        for start in range(0, len(images), batch):
-            part = images[start:start + batch]
-            batch_maps, batch_answers = self._frame_batch(part, prompt, generate, size)
-            maps.append(batch_maps)
-            answers.extend(batch_answers)
-        return PassMaps(torch.cat(maps), answers)
+        return self._in_batches(resize_frames(frames, size),
+                                lambda part: self._frame_batch(part, prompt, generate, size))
 
     def _frame_batch(self, images: list[np.ndarray], prompt: str, generate: bool,
                      size_hw: tuple[int, int]) -> tuple[torch.Tensor, list[str]]:
@@ -204,50 +151,4 @@ class Qwen2_5_VLAdapter(MLLMAdapter):
         expected = [1, size_hw[0] // self.patch_px, size_hw[1] // self.patch_px]
         if any(g != expected for g in grid.tolist()):
             raise RuntimeError(f"processor changed the image grid: {grid.tolist()} != {expected}")
-        row, answers = self._run(inputs, self.image_token_id, generate)
-        token_grid = torch.stack([grid[:, 0], grid[:, 1] // 2, grid[:, 2] // 2], dim=1)
-        return visual_maps(row, inputs["input_ids"] == self.image_token_id, token_grid), answers
-
-    # ------------------------------------------------------------------ running
-    def _run(self, inputs: Any, token_id: int, generate: bool) -> tuple[torch.Tensor, list[str]]:
-        """Prefill (+ greedy generation) under the capture; -> rollout row (B, L), answers."""
-        ids = inputs["input_ids"]
-        mask = inputs.get("attention_mask")
-        if mask is not None and not bool(mask.all()):
-            # The recomputed attention uses a plain causal mask (§13 item 5): padding would corrupt it.
-            raise RuntimeError("batched prompts differ in length (padding); rollout needs equal lengths")
-        token_is_visual = ids == token_id  # (B, L)
-        inputs = inputs.to(self.device)
-        with torch.inference_mode(), capture_rollout(
-                self.model, token_is_visual, self.start_layer, span_rule=self.span_rule) as handle:
-            answers = self._generate(inputs) if generate else self._prefill(inputs)
-        return handle.row, answers
-
-    def _prefill(self, inputs: Any) -> list[str]:
-        self.model(**inputs, use_cache=False, logits_to_keep=1)
-        return []
-
-    def _generate(self, inputs: Any) -> list[str]:
-        out = self.model.generate(**inputs, generation_config=self._greedy_config())
-        new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
-
-    def _greedy_config(self) -> Any:
-        """The checkpoint's generation config made greedy (§3.1).
-
-        Like the reference's ``generate(do_sample=False, num_beams=1, max_new_tokens=...)``, other
-        checkpoint settings (eos ids, repetition_penalty) are kept. Sampling knobs are set to
-        their neutral values: greedy ignores them, and None would be refilled from the
-        checkpoint's config by ``generate`` (then warned about).
-        """
-        config = copy.deepcopy(self.model.generation_config)
-        config.do_sample = False
-        config.num_beams = 1
-        config.max_new_tokens = self.config.max_new_tokens
-        config.temperature, config.top_p, config.top_k = 1.0, 1.0, 50
-        return config
-
-    def generate_text(self, text: str) -> str:
-        inputs = self.processor(text=[self._chat(None, text)], return_tensors="pt").to(self.device)
-        with torch.inference_mode():
-            return self._generate(inputs)[0]
+        return self._visual_pass(inputs, self.image_token_id, _token_grid(grid), generate)

@@ -10,13 +10,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from .qwen import _CORPUS, VOCAB_SIZE, _scale_up_weights
+from .common import TEXT_CONFIG, chat_tokenizer, qwen2_token_fields, save_tiny, token_ids, train_tokenizer
 
 TILE = 98  # px per anyres tile and per video frame (real: 384)
 PATCH = 14
-TEXT_LAYERS = 4
 MAX_TILES_PER_SIDE = 6  # the real pinpoints go up to 6×6 tiles (2304 px)
 
 
@@ -50,32 +47,10 @@ SIGLIP_MEAN = [0.5, 0.5, 0.5]
 SIGLIP_STD = [0.5, 0.5, 0.5]
 
 
-def _train_tokenizer():
-    """Byte-level BPE trained in-process; specials first so their ids are stable."""
-    from tokenizers import Tokenizer, decoders, models, pre_tokenizers, processors, trainers
-
-    tok = Tokenizer(models.BPE(unk_token=None))
-    tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)
-    tok.decoder = decoders.ByteLevel()
-    tok.post_processor = processors.ByteLevel(trim_offsets=False)
-    trainer = trainers.BpeTrainer(
-        vocab_size=VOCAB_SIZE - 16, special_tokens=SPECIAL_TOKENS,
-        initial_alphabet=pre_tokenizers.ByteLevel.alphabet(), show_progress=False)
-    tok.train_from_iterator(_CORPUS * 4, trainer=trainer)
-    return tok
-
-
 def _build_processor(tile: int):
-    from transformers import (
-        LlavaOnevisionImageProcessor,
-        LlavaOnevisionProcessor,
-        LlavaOnevisionVideoProcessor,
-        PreTrainedTokenizerFast,
-    )
+    from transformers import LlavaOnevisionImageProcessor, LlavaOnevisionProcessor, LlavaOnevisionVideoProcessor
 
-    tokenizer = PreTrainedTokenizerFast(
-        tokenizer_object=_train_tokenizer(), eos_token="<|im_end|>", pad_token="<|endoftext|>",
-        padding_side="left", model_max_length=32768)
+    tokenizer = chat_tokenizer(train_tokenizer(SPECIAL_TOKENS))
     size = {"height": tile, "width": tile}
     image_processor = LlavaOnevisionImageProcessor(
         size=size, image_grid_pinpoints=pinpoints(tile), image_mean=SIGLIP_MEAN, image_std=SIGLIP_STD)
@@ -90,13 +65,9 @@ def _build_processor(tile: int):
 def _build_config(tokenizer, tile: int):
     from transformers import LlavaOnevisionConfig
 
-    ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
-    text = dict(
-        model_type="qwen2", vocab_size=VOCAB_SIZE, hidden_size=64, intermediate_size=128,
-        num_hidden_layers=TEXT_LAYERS, num_attention_heads=4,
-        num_key_value_heads=2,  # GQA: exercises repeat_kv
-        max_position_embeddings=4096, rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
-        bos_token_id=ids["<|endoftext|>"], eos_token_id=ids["<|im_end|>"], pad_token_id=ids["<|endoftext|>"])
+    ids = token_ids(tokenizer, SPECIAL_TOKENS)
+    text = dict(TEXT_CONFIG, model_type="qwen2", rope_parameters={"rope_type": "default", "rope_theta": 1_000_000.0},
+                **qwen2_token_fields(ids))
     vision = dict(
         model_type="siglip_vision_model", hidden_size=32, intermediate_size=64, num_hidden_layers=2,
         num_attention_heads=2, image_size=tile, patch_size=PATCH, vision_use_head=False)
@@ -115,15 +86,6 @@ def build_tiny_llava_onevision(folder: str | Path, seed: int = 0, tile: int = TI
     """
     from transformers import LlavaOnevisionForConditionalGeneration
 
-    folder = Path(folder)
-    folder.mkdir(parents=True, exist_ok=True)
     processor = _build_processor(tile)
     config = _build_config(processor.tokenizer, tile)
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = LlavaOnevisionForConditionalGeneration(config)
-        _scale_up_weights(model, seed)
-    model.eval()
-    model.save_pretrained(folder)
-    processor.save_pretrained(folder)
-    return folder
+    return save_tiny(folder, LlavaOnevisionForConditionalGeneration, config, processor, seed)
