@@ -19,7 +19,8 @@ import pytest  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 
-pytest_plugins = ["models", "models_sam2"]
+# Fixture modules (tiny random models, built once per session).
+pytest_plugins = ["models", "models_sam2", "models_families", "models_llava"]
 
 
 @pytest.fixture(scope="session")

@@ -10,8 +10,6 @@ from decaf_ros.core.mllm.internvl import SYSTEM_PROMPT, InternVLAdapter
 from decaf_ros.core.tiny.internvl import TILE_PX, _build_processor
 from adapter_helpers import decode, grid_codes, plant_row, random_clip, record_capture
 from models import load_tiny, tiny_config
-from models_families import tiny_internvl_adapter, tiny_internvl_dir  # noqa: F401  (fixtures)
-from models_sam2 import tiny_sam2_dir  # noqa: F401  (fixture)
 
 H, W = 60, 90  # aspect 1.5 -> 3 x 2 tiles of 56 px (rows 2, cols 3): row-major order matters
 SIDE = 4  # 56-px tile / 7-px patches = 8 patches, pixel shuffle 0.5 -> 4 tokens per side

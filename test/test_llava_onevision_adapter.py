@@ -18,8 +18,6 @@ from decaf_ros.core.tiny import llava_onevision as tiny
 from decaf_ros.core.tiny.common import TEXT_LAYERS
 from adapter_helpers import assert_batching_keeps_maps, assert_generation_is_deterministic, random_clip
 from models import tiny_config
-from models_llava import tiny_llava_adapter, tiny_llava_dir  # noqa: F401  (fixtures)
-from models_sam2 import tiny_sam2_dir  # noqa: F401  (fixture)
 
 H, W = 100, 150  # non-square: 2×2 tiles of 98 px, padded top and bottom
 SIDE = tiny.TILE // tiny.PATCH  # 7 patches per tile side

@@ -16,7 +16,7 @@ from decaf_ros.core.mllm import (
     rollout_start_layer,
     supported_model_types,
 )
-from models import tiny_config, tiny_qwen_dir  # noqa: F401  (fixtures)
+from models import tiny_config
 
 MISSING_ID = "decaf-ros-test/not-a-cached-model"
 

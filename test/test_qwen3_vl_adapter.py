@@ -9,8 +9,6 @@ from decaf_ros.core.mllm import qwen2_5_vl, supported_model_types
 from decaf_ros.core.mllm.qwen3_vl import Qwen3VLAdapter
 from adapter_helpers import decode, grid_codes, plant_row, random_clip, record_capture
 from models import load_tiny, tiny_config
-from models_families import tiny_qwen3_vl_adapter, tiny_qwen3_vl_dir  # noqa: F401  (fixtures)
-from models_sam2 import tiny_sam2_dir  # noqa: F401  (fixture)
 
 H, W = 60, 90  # not multiples of 32: the adapter must resize (video budget 6 -> 64x96, 2x3 tokens)
 GH, GW = 2, 3

@@ -13,7 +13,6 @@ from decaf_ros.core.mllm.base import PassMaps
 from decaf_ros.core.tiny.qwen import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
 from adapter_helpers import (assert_batching_keeps_maps, assert_generation_is_deterministic, grid_codes, plant_row,
                              random_clip)
-from models import tiny_qwen_adapter, tiny_qwen_dir  # noqa: F401  (fixtures)
 
 H, W = 100, 150  # not multiples of 28: the adapter must resize
 

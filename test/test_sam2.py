@@ -13,7 +13,6 @@ import torch
 
 from decaf_ros.core.loading import ModelLoadError
 from decaf_ros.core.sam2 import Sam2Segmenter
-from models_sam2 import tiny_sam2_dir  # noqa: F401  (pytest fixture)
 
 H, W = 48, 64  # not square, not the model's 128 px: exercises both rescalings
 
