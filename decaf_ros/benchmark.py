@@ -3,14 +3,15 @@
 Runs ``DecafPipeline.ground`` on a synthetic clip and reports, per stage (P1/P2/P3 passes,
 fusion, coarse masks, SAM2 stage 1, tracklet scoring, SAM2 full propagation):
   - wall time (the pipeline's own stage clock),
-  - the part spent in the attention rollout (``VMaxRollout.add_layer`` + ``last_token_row``)
-    and in the capture's dense fp32 attention probabilities, measured by wrapping those
-    functions for the duration of the run (the core modules are not modified),
+  - the part spent in the attention rollout (``VMaxRollout.add_layer``/``add_layer_qk`` +
+    ``last_token_row``; fed Q/K, that includes the blockwise fp32 probability recomputation)
+    and in the capture's whole-layer probability function (when the capture uses it), measured
+    by wrapping those functions for the duration of the run (the core modules are not modified),
   - peak CPU RSS (Linux VmHWM, reset at every stage start) and, on CUDA, peak allocated GPU
     memory (``torch.cuda.max_memory_allocated``, reset at every stage start);
 then streaming tracking per frame, and a side-by-side of the streaming rollout against the
-literal dense §4 rollout (``naive_vmax_rollout``) fed with the very attention probabilities the
-capture saw in one P3 video pass and one P3 frame batch.
+reference computation (whole-layer fp32 probabilities + ``naive_vmax_rollout``) on the very layers
+the capture saw in one P3 video pass and one P3 frame batch.
 
 Model sets: ``tiny`` (the tiny random models, always available) and the real architectures
 (Qwen2.5-VL-3B/7B, SAM2.1 hiera tiny/large) built from their published configs with random
@@ -147,7 +148,13 @@ class StageProbe:
 
 @dataclass
 class RolloutTimer:
-    """Seconds inside the rollout and the dense attention recomputation, per pipeline stage."""
+    """Seconds inside the rollout and the dense attention recomputation, per pipeline stage.
+
+    ``rollout_s`` is time inside ``VMaxRollout`` (``add_layer``, ``add_layer_qk``,
+    ``last_token_row``); when the capture feeds Q/K, that includes the blockwise fp32
+    probability recomputation. ``attn_probs_s`` is the capture's whole-layer probability
+    function, when the capture uses it.
+    """
 
     stage_of: Callable[[], str | None]
     rollout_s: dict[str, float] = field(default_factory=dict)
@@ -158,63 +165,102 @@ class RolloutTimer:
         key = self.stage_of() or "outside"
         table[key] = table.get(key, 0.0) + seconds
 
+    def _timed(self, fn: Callable[..., Any], table: dict[str, float]) -> Callable[..., Any]:
+        timer = self
+
+        def wrapper(*args: Any, **kwargs: Any) -> Any:
+            tensors = [a for a in args if isinstance(a, torch.Tensor)]
+            device = tensors[0].device if tensors else torch.device("cpu")
+            rollout = args[0] if args and isinstance(args[0], VMaxRollout) else None
+            if rollout is not None and rollout.num_layers == 0 and tensors:
+                b, h, length = tensors[0].shape[:3]
+                timer.shapes.setdefault(timer.stage_of() or "outside", []).append((b, h, length))
+            sync(device)  # kernels queued before belong to the model, not to the rollout
+            t0 = time.perf_counter()
+            out = fn(*args, **kwargs)
+            sync(device if tensors else _result_device(out))
+            timer._add(table, time.perf_counter() - t0)
+            return out
+
+        return wrapper
+
     @contextlib.contextmanager
     def installed(self) -> Iterator["RolloutTimer"]:
-        """Wrap VMaxRollout.add_layer/last_token_row and the capture's probability function."""
-        timer = self
-        add_layer, last_row = VMaxRollout.add_layer, VMaxRollout.last_token_row
-        causal_probs = capture_mod._causal_probs
-
-        def timed_add_layer(self_: VMaxRollout, attn_probs: torch.Tensor) -> None:
-            sync(attn_probs.device)  # the attention kernels queued before belong to the model
-            t0 = time.perf_counter()
-            add_layer(self_, attn_probs)
-            sync(attn_probs.device)
-            timer._add(timer.rollout_s, time.perf_counter() - t0)
-            if self_.num_layers == 1:
-                b, h, length, _ = attn_probs.shape
-                timer.shapes.setdefault(timer.stage_of() or "outside", []).append((b, h, length))
-
-        def timed_last_row(self_: VMaxRollout) -> torch.Tensor:
-            t0 = time.perf_counter()
-            row = last_row(self_)
-            sync(row.device)
-            timer._add(timer.rollout_s, time.perf_counter() - t0)
-            return row
-
-        def timed_probs(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
-            sync(query.device)
-            t0 = time.perf_counter()
-            probs = causal_probs(query, key, scaling)
-            sync(query.device)
-            timer._add(timer.attn_probs_s, time.perf_counter() - t0)
-            return probs
-
-        VMaxRollout.add_layer, VMaxRollout.last_token_row = timed_add_layer, timed_last_row
-        capture_mod._causal_probs = timed_probs
+        """Wrap the VMaxRollout entry points and the capture's probability function."""
+        names = [n for n in ("add_layer", "add_layer_qk", "last_token_row") if hasattr(VMaxRollout, n)]
+        saved = {n: getattr(VMaxRollout, n) for n in names}
+        causal_probs = getattr(capture_mod, "_causal_probs", None)
+        for n in names:
+            setattr(VMaxRollout, n, self._timed(saved[n], self.rollout_s))
+        if causal_probs is not None:
+            capture_mod._causal_probs = self._timed(causal_probs, self.attn_probs_s)
         try:
             yield self
         finally:
-            VMaxRollout.add_layer, VMaxRollout.last_token_row = add_layer, last_row
-            capture_mod._causal_probs = causal_probs
+            for n in names:
+                setattr(VMaxRollout, n, saved[n])
+            if causal_probs is not None:
+                capture_mod._causal_probs = causal_probs
+
+
+def _result_device(value: Any) -> torch.device:
+    return value.device if isinstance(value, torch.Tensor) else torch.device("cpu")
+
+
+@dataclass
+class RecordedLayer:
+    """One rollout layer as the capture handed it over: Q/K (current capture) or probabilities."""
+
+    probs: torch.Tensor | None = None  # (B, H, L, L)
+    query: torch.Tensor | None = None  # (B, H, L, d)
+    key: torch.Tensor | None = None  # (B, Hkv, L, d)
+    scaling: float = 1.0
+
+    def dense_probs(self) -> torch.Tensor:
+        """The §4.2 probabilities, computed whole as the reference does."""
+        if self.probs is not None:
+            return self.probs
+        groups = self.query.shape[1] // self.key.shape[1]
+        return capture_mod._causal_probs(self.query, self.key.repeat_interleave(groups, dim=1), self.scaling)
+
+    def feed(self, rollout: VMaxRollout) -> None:
+        """Hand the layer to a rollout the same way the capture did."""
+        if self.probs is not None:
+            rollout.add_layer(self.probs)
+        else:
+            rollout.add_layer_qk(self.query, self.key, self.scaling)
 
 
 @contextlib.contextmanager
-def record_attention(layers: list[torch.Tensor], masks: list[torch.Tensor]) -> Iterator[None]:
-    """Keep a copy of every (B, H, L, L) probability tensor the rollouts receive."""
+def record_attention(layers: list[RecordedLayer], masks: list[torch.Tensor]) -> Iterator[None]:
+    """Keep a copy of every layer the rollouts receive (probabilities or Q/K)."""
     add_layer = VMaxRollout.add_layer
+    add_layer_qk = getattr(VMaxRollout, "add_layer_qk", None)
 
-    def recording_add_layer(self_: VMaxRollout, attn_probs: torch.Tensor) -> None:
+    def note_mask(self_: VMaxRollout) -> None:
         if self_.num_layers == 0:
             masks.append(self_.visual_key_mask.clone())
-        layers.append(attn_probs.clone())
+
+    def recording_add_layer(self_: VMaxRollout, attn_probs: torch.Tensor) -> None:
+        note_mask(self_)
+        layers.append(RecordedLayer(probs=attn_probs.clone()))
         add_layer(self_, attn_probs)
 
+    def recording_add_layer_qk(self_: VMaxRollout, query: torch.Tensor, key: torch.Tensor,
+                               scaling: float, *args: Any, **kwargs: Any) -> None:
+        note_mask(self_)
+        layers.append(RecordedLayer(query=query.clone(), key=key.clone(), scaling=float(scaling)))
+        add_layer_qk(self_, query, key, scaling, *args, **kwargs)
+
     VMaxRollout.add_layer = recording_add_layer
+    if add_layer_qk is not None:
+        VMaxRollout.add_layer_qk = recording_add_layer_qk
     try:
         yield
     finally:
         VMaxRollout.add_layer = add_layer
+        if add_layer_qk is not None:
+            VMaxRollout.add_layer_qk = add_layer_qk
 
 
 # =========================================================================== model building
@@ -437,18 +483,27 @@ def rel_diff(row: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
     return elementwise, float(diff.max() / ref.float().abs().max().clamp_min(1e-30))
 
 
-def compare_naive(layers: list[torch.Tensor], mask: torch.Tensor, row_block: int) -> dict[str, Any]:
-    """Streaming VMaxRollout vs dense naive_vmax_rollout on the same recorded probabilities."""
-    device = layers[0].device
-    b, h, length, _ = layers[0].shape
+def compare_naive(layers: list[RecordedLayer], mask: torch.Tensor, row_block: int) -> dict[str, Any]:
+    """The pipeline's streaming rollout vs the reference computation on the same recorded layers.
+
+    streaming: each layer fed to a fresh VMaxRollout exactly as the capture fed it (Q/K or
+    probabilities), then the last row. naive: per layer the whole (B, H, L, L) fp32 §4.2
+    probabilities (as the reference recomputes them) into ``naive_vmax_rollout``, one layer at
+    a time like the reference's forward pass.
+    """
+    first = layers[0].dense_probs()
+    device = first.device
+    b, h, length, _ = first.shape
+    layer_mb = first.numel() * first.element_size() / MIB
+    del first
     window = MemoryWindow(device)
     gc.collect()
     window.start()
     sync(device)
     t0 = time.perf_counter()
     rollout = VMaxRollout(mask, row_block=row_block)
-    for attn in layers:
-        rollout.add_layer(attn)
+    for layer in layers:
+        layer.feed(rollout)
     streaming_row = rollout.last_token_row()
     sync(device)
     streaming_s = time.perf_counter() - t0
@@ -457,14 +512,14 @@ def compare_naive(layers: list[torch.Tensor], mask: torch.Tensor, row_block: int
     gc.collect()
     window.start()
     t0 = time.perf_counter()
-    naive_row = naive_vmax_rollout(layers, mask)
+    naive_row = naive_vmax_rollout((layer.dense_probs() for layer in layers), mask)
     sync(device)
     naive_s = time.perf_counter() - t0
     naive_mem = window.stop()
     elementwise, normwise = rel_diff(streaming_row, naive_row)
     mem_key = "gpu_delta_mb" if _cuda(device) else "rss_delta_mb"
-    return {"B": b, "H": h, "L": length, "layers": len(layers),
-            "input_mb": len(layers) * layers[0].numel() * layers[0].element_size() / MIB,
+    return {"B": b, "H": h, "L": length, "layers": len(layers), "fed": "qk" if layers[0].probs is None else "probs",
+            "layer_probs_mb": layer_mb,
             "streaming_s": streaming_s, "naive_s": naive_s, "speedup": naive_s / max(streaming_s, 1e-12),
             "streaming_mem_mb": streaming_mem[mem_key], "naive_mem_mb": naive_mem[mem_key],
             "memory": mem_key, "max_rel_diff": elementwise, "normwise_diff": normwise}
@@ -487,7 +542,7 @@ def measure_naive(pipeline: DecafPipeline, frames: Sequence[np.ndarray], obj_nam
     ]
     rows = []
     for name, run in passes:
-        layers: list[torch.Tensor] = []
+        layers: list[RecordedLayer] = []
         masks: list[torch.Tensor] = []
         try:
             with torch.inference_mode():
@@ -655,14 +710,15 @@ def format_run(run: dict[str, Any]) -> str:
 
 
 def _format_naive(rows: list[dict[str, Any]]) -> str:
-    lines = ["rollout on the same recorded attention: streaming VMaxRollout vs dense naive §4",
-             f"{'pass':<20}{'B':>3}{'H':>4}{'L':>7}{'layers':>7}{'input MiB':>10}{'stream s':>10}{'naive s':>10}"
+    lines = ["rollout stage on the same recorded layers: pipeline's streaming VMaxRollout (fed as the capture "
+             "feeds it) vs reference (whole-layer fp32 probabilities + dense naive §4 rollout)",
+             f"{'pass':<20}{'B':>3}{'H':>4}{'L':>7}{'layers':>7}{'MiB/layer':>10}{'stream s':>10}{'naive s':>10}"
              f"{'speed-up':>9}{'stream ΔMiB':>12}{'naive ΔMiB':>11}{'max rel diff':>13}{'normwise':>10}"]
     for r in rows:
         if "skipped" in r:
             lines.append(f"{r['pass']:<20} skipped: {r['skipped']}")
             continue
-        lines.append(f"{r['pass']:<20}{r['B']:>3}{r['H']:>4}{r['L']:>7}{r['layers']:>7}{r['input_mb']:>10.0f}"
+        lines.append(f"{r['pass']:<20}{r['B']:>3}{r['H']:>4}{r['L']:>7}{r['layers']:>7}{r['layer_probs_mb']:>10.0f}"
                      f"{r['streaming_s']:>10.4f}{r['naive_s']:>10.4f}{r['speedup']:>8.1f}x"
                      f"{r['streaming_mem_mb']:>12.0f}{r['naive_mem_mb']:>11.0f}{r['max_rel_diff']:>13.2e}"
                      f"{r['normwise_diff']:>10.2e}")

@@ -1,16 +1,14 @@
 """The rollout capture attention vs. a dense reference from eager attention probabilities."""
 from __future__ import annotations
 
-import weakref
-
 import numpy as np
 import pytest
 import torch
+from torch.utils._python_dispatch import TorchDispatchMode
 
 from decaf_ros.core import capture
 from decaf_ros.core.capture import attn_implementation_spec, capture_rollout
 from decaf_ros.core.rollout import naive_vmax_rollout, visual_span_mask
-from models import tiny_qwen_dir  # noqa: F401  (fixture)
 
 START = 2  # of 4 tiny text layers
 
@@ -112,19 +110,48 @@ def test_generate_counts_only_the_first_prefill(tiny_models, video_inputs) -> No
     assert torch.equal(generated, reference)
 
 
-def test_one_per_head_tensor_alive_at_a_time(tiny_models, video_inputs, monkeypatch) -> None:
-    alive: list[weakref.ref] = []
-    original = capture.VMaxRollout.add_layer
+class _LargestTensors(TorchDispatchMode):
+    """Records the largest storage (in elements) produced by any op run under the mode."""
 
-    def spy(self, attn_probs):
-        assert all(ref() is None for ref in alive), "previous layer's (B, H, L, L) still alive"
-        original(self, attn_probs)
-        alive.append(weakref.ref(attn_probs))
+    def __init__(self) -> None:
+        super().__init__()
+        self.largest = 0
 
-    monkeypatch.setattr(capture.VMaxRollout, "add_layer", spy)
-    with torch.no_grad(), capture_rollout(tiny_models["capture"], _visual(tiny_models, video_inputs), START):
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        out = func(*args, **(kwargs or {}))
+        for t in out if isinstance(out, (tuple, list)) else [out]:
+            if isinstance(t, torch.Tensor):
+                self.largest = max(self.largest, t.untyped_storage().nbytes() // t.element_size())
+        return out
+
+
+def test_no_layer_of_per_head_attention_is_ever_built(tiny_models, video_inputs, monkeypatch) -> None:
+    """Inside captured layers (rollout + real output) no op makes a (B, H, L, L)-sized tensor."""
+    modes: list[_LargestTensors] = []
+    original = capture.RolloutCapture.attend
+
+    def spy(self, module, query, *args, **kwargs):
+        modes.append(_LargestTensors())
+        with modes[-1]:
+            out = original(self, module, query, *args, **kwargs)
+        b, heads, length, head_dim = query.shape
+        modes[-1].layer = b * heads * length * length
+        modes[-1].per_token = b * heads * length * head_dim  # Q-sized tensors (query copies, output)
+        return out
+
+    monkeypatch.setattr(capture.RolloutCapture, "attend", spy)
+    row_block = 8  # well below the tiny prompt's length, so one block is far from a layer
+    visual = _visual(tiny_models, video_inputs)
+    with torch.no_grad(), capture_rollout(tiny_models["capture"], visual, START, row_block=row_block) as handle:
         tiny_models["capture"](**video_inputs)
-    assert len(alive) == 2 and all(ref() is None for ref in alive)
+    assert len(modes) == 2 and handle.row is not None
+    b, length = visual.shape
+    heads = tiny_models["capture"].config.text_config.num_attention_heads
+    assert length > 4 * row_block
+    for mode in modes:
+        assert mode.layer == b * heads * length * length
+        # the rollout's one-block buffer, or tensors the size of Q; never a layer's L×L maps
+        assert mode.largest <= max(b * heads * row_block * length, mode.per_token) < mode.layer
 
 
 def test_capture_requires_the_capture_attention(tiny_models, video_inputs) -> None:

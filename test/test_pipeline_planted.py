@@ -147,3 +147,13 @@ def test_wrong_frame_dtype_is_rejected():
     pipeline, _, _ = make_pipeline()
     with pytest.raises(InputError, match="uint8 RGB"):
         pipeline.ground([np.zeros((H, W), dtype=np.float32)], "the mug")
+
+
+def test_start_tracking_with_no_visible_target_opens_no_stream():
+    pipeline, _, _ = make_pipeline()
+    result = pipeline.ground(clip(4), "the mug")
+    result.target_masks = np.zeros((0, 4, H, W), dtype=bool)  # grounding kept nothing
+    pipeline.sam2.start_stream = lambda frame, masks: None
+    assert pipeline.start_tracking(clip(1)[0], result) == 0
+    with pytest.raises(RuntimeError, match="no tracking stream"):
+        pipeline.track(clip(1)[0])

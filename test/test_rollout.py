@@ -169,3 +169,103 @@ def test_errors():
         rollout.add_layer(torch.zeros(1, 2, 6, 6))
     with pytest.raises(ValueError):
         naive_vmax_rollout([], mask)
+
+
+# ---------------------------------------------------------------- Q/K route (§4.5)
+def random_qk(b: int, h: int, hkv: int, length: int, d: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Post-RoPE-like Q (B, H, L, d) and K (B, Hkv, L, d); scores of std ~2 give peaked rows."""
+    gen = torch.Generator().manual_seed(seed)
+    q = torch.randn(b, h, length, d, generator=gen) * 2.0
+    k = torch.randn(b, hkv, length, d, generator=gen)
+    return q, k
+
+
+def dense_probs(q: torch.Tensor, k: torch.Tensor, scaling: float) -> torch.Tensor:
+    """§4.2 literally: repeat_kv, fp32 scores, plain causal mask, fp32 softmax -> (B, H, L, L)."""
+    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)  # == transformers' repeat_kv
+    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scaling
+    length = q.shape[2]
+    above = torch.ones(length, length, dtype=torch.bool).triu(1)
+    return scores.masked_fill(above, float("-inf")).softmax(dim=-1)
+
+
+@pytest.mark.parametrize("b,h,hkv,length,d,n_layers,vis,row_block", [
+    (1, 4, 4, 37, 16, 2, (5, 30), 8),     # K already expanded
+    (2, 6, 2, 50, 8, 3, (10, 41), 7),     # GQA, row block not dividing L
+    (3, 4, 1, 33, 32, 2, (12, 13), 5),    # MQA, one visual token
+    (1, 8, 2, 64, 16, 2, (20, 44), 512),  # one block holds the whole layer
+    (2, 2, 1, 29, 8, 2, (0, 29), 1),      # row by row; every key visual
+])
+def test_qk_route_equals_probability_route(b, h, hkv, length, d, n_layers, vis, row_block):
+    mask = span(b, length, *vis)
+    scaling = d ** -0.5
+    layers = [random_qk(b, h, hkv, length, d, seed=40 + i) for i in range(n_layers)]
+    via_probs, via_qk = VMaxRollout(mask, row_block=row_block), VMaxRollout(mask, row_block=row_block)
+    for q, k in layers:
+        via_probs.add_layer(dense_probs(q, k, scaling))
+        via_qk.add_layer_qk(q, k, scaling)
+    expected, out = via_probs.last_token_row(), via_qk.last_token_row()
+    assert out.shape == (b, length) and out.dtype == torch.float32
+    assert max_rel_err(out, expected) <= 1e-5
+    for w_qk, w_probs in zip(via_qk.head_weights, via_probs.head_weights):
+        torch.testing.assert_close(w_qk, w_probs, rtol=1e-5, atol=1e-7)
+    assert via_qk.stored_bytes() == via_probs.stored_bytes()  # same lower-triangular layout
+
+
+def test_qk_route_per_item_mask_bf16_and_row_block_override():
+    """InternVL-style exact masks, bf16 inputs (cast exactly to fp32), a per-call row block."""
+    b, h, hkv, length, d = 2, 4, 2, 40, 16
+    mask = torch.zeros(b, length, dtype=torch.bool)
+    mask[0, [5, 6, 7, 12, 13, 20]] = True
+    mask[1, [8, 9, 15, 16, 17, 30]] = True
+    layers = [tuple(t.bfloat16() for t in random_qk(b, h, hkv, length, d, seed=9 + i)) for i in range(2)]
+    ref = naive_vmax_rollout([dense_probs(q, k, d ** -0.5) for q, k in layers], mask)
+    rollout = VMaxRollout(mask, row_block=512)
+    for q, k in layers:
+        rollout.add_layer_qk(q, k, d ** -0.5, row_block=6)
+    assert max_rel_err(rollout.last_token_row(), ref) <= 1e-5
+
+
+def test_qk_route_accepts_transposed_views():
+    """transformers hands (B, L, H, d) tensors transposed to (B, H, L, d): non-contiguous."""
+    b, h, hkv, length, d = 1, 4, 2, 24, 8
+    q, k = random_qk(b, h, hkv, length, d, seed=3)
+    q_t, k_t = q.transpose(1, 2).contiguous().transpose(1, 2), k.transpose(1, 2).contiguous().transpose(1, 2)
+    mask = span(b, length, 4, 20)
+    a, c = VMaxRollout(mask, row_block=5), VMaxRollout(mask, row_block=5)
+    a.add_layer_qk(q, k, 0.3)
+    c.add_layer_qk(q_t, k_t, 0.3)
+    torch.testing.assert_close(a.last_token_row(), c.last_token_row(), rtol=1e-6, atol=0)
+
+
+def test_qk_route_never_builds_a_layer_of_attention(monkeypatch):
+    """Every tensor the Q/K route allocates is at most one row block of all heads."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    b, h, hkv, length, d, block = 1, 4, 2, 48, 8, 8
+    largest = [0]
+
+    class LargestOutput(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            out = func(*args, **(kwargs or {}))
+            for t in out if isinstance(out, (tuple, list)) else [out]:
+                if isinstance(t, torch.Tensor):
+                    largest[0] = max(largest[0], t.untyped_storage().nbytes() // 4)
+            return out
+
+    q, k = random_qk(b, h, hkv, length, d, seed=5)
+    rollout = VMaxRollout(span(b, length, 10, 40), row_block=block)
+    with LargestOutput():
+        rollout.add_layer_qk(q, k, d ** -0.5)
+    assert largest[0] <= b * h * block * length  # the scratch block; a layer is B·H·L·L
+    assert largest[0] < b * h * length * length
+
+
+def test_qk_route_errors():
+    mask = span(1, 6, 1, 3)
+    with pytest.raises(ValueError, match="causal"):
+        VMaxRollout(mask, causal=False).add_layer_qk(torch.zeros(1, 2, 6, 4), torch.zeros(1, 2, 6, 4), 0.5)
+    with pytest.raises(ValueError, match="Hkv"):
+        VMaxRollout(mask).add_layer_qk(torch.zeros(1, 4, 6, 4), torch.zeros(1, 3, 6, 4), 0.5)
+    with pytest.raises(ValueError, match="query"):
+        VMaxRollout(mask).add_layer_qk(torch.zeros(1, 2, 7, 4), torch.zeros(1, 2, 7, 4), 0.5)

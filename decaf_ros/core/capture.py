@@ -3,10 +3,11 @@
 ``decaf_rollout`` is registered with transformers' ``AttentionInterface`` and selected for
 the text layers only (the vision tower keeps sdpa). Outside an active capture, on decode
 steps and on layers below the rollout start it simply calls transformers' sdpa function.
-During the first prefill of an active capture, on layers ≥ s, it computes the attention
-probabilities densely in fp32 from the post-RoPE Q and GQA-expanded K (plain causal mask,
-fp32 softmax), hands them to ``VMaxRollout.add_layer`` and uses the *same* probabilities
-for the layer's output, so the rollout costs no second QKᵀ.
+During the first prefill of an active capture, on layers ≥ s, it hands the post-RoPE Q and
+the (GQA-grouped) K to ``VMaxRollout.add_layer_qk``, which recomputes the fp32 probabilities
+of §4.2 (plain causal mask, fp32 softmax) in row blocks, and computes the layer's real output
+with the same sdpa function as every other call. Neither side ever holds a whole layer's
+(B, H, L, L) attention: the rollout pays for it with a second QKᵀ, the output with nothing.
 """
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from typing import Any, Iterator
 
 import torch
 from transformers import AttentionInterface
-from transformers.integrations.sdpa_attention import repeat_kv, sdpa_attention_forward
+from transformers.integrations.sdpa_attention import sdpa_attention_forward
 from transformers.masking_utils import ALL_MASK_ATTENTION_FUNCTIONS, sdpa_mask
 
 from .rollout import VMaxRollout, visual_span_mask
@@ -50,21 +51,22 @@ class RolloutCapture:
         return layer_idx >= self.start_layer
 
     def attend(self, module: torch.nn.Module, query: torch.Tensor, key: torch.Tensor,
-               value: torch.Tensor, scaling: float) -> torch.Tensor:
-        """Dense fp32 attention for one layer; feeds the rollout; returns (B, L, H, D)."""
+               value: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float,
+               dropout: float = 0.0, **kwargs: Any) -> torch.Tensor:
+        """Feed one layer's Q/K to the rollout; return the layer's sdpa output (B, L, H, D)."""
         length = query.shape[2]
         if key.shape[2] != length:
             raise RuntimeError("rollout capture needs a full prefill (no cached prefix)")
         if self.rollout is None:
             self.rollout = VMaxRollout(self.visual_key_mask.to(query.device), row_block=self.row_block)
-        probs = _causal_probs(query, repeat_kv(key, module.num_key_value_groups), scaling)  # (B, H, L, L)
-        self.rollout.add_layer(probs)
-        out = torch.matmul(probs.to(value.dtype), repeat_kv(value, module.num_key_value_groups))
-        del probs  # only one layer's per-head tensor alive at a time
+        # K stays (B, Hkv, L, D): the rollout groups query heads per key head instead of repeat_kv
+        self.rollout.add_layer_qk(query, key, scaling)
+        out, _ = sdpa_attention_forward(module, query, key, value, attention_mask,
+                                        dropout=dropout, scaling=scaling, **kwargs)
         self.layers_seen.append(int(module.layer_idx))
         if module.layer_idx == self.num_layers - 1:
             self.finished = True
-        return out.transpose(1, 2).contiguous()
+        return out
 
     def finalize(self) -> None:
         expected = list(range(self.start_layer, self.num_layers))
@@ -77,10 +79,11 @@ class RolloutCapture:
 
 
 def _causal_probs(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
-    """softmax(Q Kᵀ·scaling + causal) in fp32, (B, H, L, D) x2 -> (B, H, L, L).
+    """Dense §4.2 probabilities, softmax(Q Kᵀ·scaling + causal) in fp32: (B, H, L, D) x2 -> (B, H, L, L).
 
-    In-place max-subtract/exp/normalise so the scores buffer becomes the probabilities:
-    no second L×L tensor per head.
+    Not on the capture path any more (``add_layer_qk`` recomputes them in row blocks); kept as
+    the literal dense reference for tests, benchmarks and tools that hook it. K must already be
+    expanded to all query heads. In-place max-subtract/exp/normalise: no second L×L per head.
     """
     length = query.shape[2]
     scores = torch.matmul(query.float(), key.float().transpose(-1, -2))
@@ -108,8 +111,9 @@ def decaf_rollout_attention(
     layer_idx = getattr(module, "layer_idx", None)
     if capture is not None and capture.wants(layer_idx, query.shape[2]):
         scale = scaling if scaling is not None else query.shape[-1] ** -0.5
-        # The plain causal mask ignores padding (§13 item 5): callers keep batches unpadded.
-        return capture.attend(module, query, key, value, scale), None
+        # The rollout's plain causal mask ignores padding (§13 item 5): callers keep batches
+        # unpadded. The output uses the model's own mask, exactly as the sdpa fallback below.
+        return capture.attend(module, query, key, value, attention_mask, scale, dropout, **kwargs), None
     return sdpa_attention_forward(
         module, query, key, value, attention_mask, dropout=dropout, scaling=scaling, **kwargs)
 

@@ -252,8 +252,8 @@ class DecafPipeline:
         """
         if self.sam2 is None:
             raise RuntimeError("tracking needs SAM2, which is not loaded")
-        last = result.target_masks[:, -1] if result.num_targets else np.zeros((0, *frame.shape[:2]), bool)
-        last = last[last.reshape(len(last), -1).any(axis=1)]
+        last = result.target_masks[:, -1]  # (K, H, W); K may be 0
+        last = last[last.any(axis=(1, 2))]
         self.sam2.start_stream(frame, last)
         self._stream_open = len(last) > 0
         return int(len(last))

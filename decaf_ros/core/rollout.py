@@ -14,6 +14,9 @@ of head h and V the visual key positions:
 ``VMaxRollout`` computes the same row exactly (up to fp rounding) by storing only the
 per-layer head mean Ā_l, lower triangle only, and propagating e_{L-1} backwards:
 e_{L-1}ᵀ Â_{N-1} ⋯ Â_s = ((e_{L-1}ᵀ Â_{N-1}) Â_{N-2}) ⋯ Â_s, i.e. L² mat-vecs instead of L³.
+It takes a layer either as probabilities (``add_layer``) or as the post-RoPE Q and K
+(``add_layer_qk``, §4.5): the latter recomputes the probabilities in row blocks, so no
+(B, H, L, L) tensor ever exists.
 """
 from __future__ import annotations
 
@@ -68,27 +71,46 @@ def _common_span(visual_key_mask: torch.Tensor) -> tuple[int, int] | None:
     return (start, stop)
 
 
+class _VisualKeys:
+    """The key set V of §4.3, prepared once for reading row maxima from probability blocks."""
+
+    def __init__(self, visual_key_mask: torch.Tensor, device: torch.device):
+        mask = visual_key_mask.to(device=device, dtype=torch.bool)
+        # a shared contiguous span reads a column slice (a view) instead of a gathered copy
+        self.span = _common_span(mask)
+        self.per_item = None if self.span is not None else [
+            torch.nonzero(mask[i], as_tuple=False).flatten() for i in range(mask.shape[0])]
+
+    def row_max_sums(self, probs: torch.Tensor) -> torch.Tensor:
+        """(B, H, rows, cols) -> (B, H) fp32: Σ_rows max_{k∈V, k<cols} probs[..., k].
+
+        Blocks may hold only the first ``cols`` keys (the causal rows' non-zero part); the
+        dropped keys have probability 0 and cannot raise a max of non-negative values.
+        """
+        b, h, _, cols = probs.shape
+        sums = torch.zeros(b, h, dtype=torch.float32, device=probs.device)
+        if self.span is not None:
+            stop = min(self.span[1], cols)
+            if stop > self.span[0]:
+                # max is exact in the source dtype (fp32 cast is monotone), so cast after reducing
+                sums += probs[..., self.span[0]:stop].amax(dim=-1).float().sum(dim=-1)
+            return sums
+        for i, keys in enumerate(self.per_item):
+            keys = keys[keys < cols]
+            if keys.numel() > 0:
+                sums[i] += probs[i].index_select(-1, keys).amax(dim=-1).float().sum(dim=-1)
+        return sums
+
+
 def _visual_max_row_sums(
     attn_probs: torch.Tensor, visual_key_mask: torch.Tensor, row_block: int,
 ) -> torch.Tensor:
     """(B, H, L, L) -> (B, H) fp32: Σ_q max_{k∈V} A_h[q, k], in row blocks (no full fp32 copy)."""
+    keys = _VisualKeys(visual_key_mask, attn_probs.device)
     b, h, length, _ = attn_probs.shape
     sums = torch.zeros(b, h, dtype=torch.float32, device=attn_probs.device)
-    span = _common_span(visual_key_mask)
-    if span == (0, 0):
-        return sums  # no visual keys at all
-    per_item = None if span is not None else [
-        torch.nonzero(visual_key_mask[i], as_tuple=False).flatten().to(attn_probs.device)
-        for i in range(b)]
     for r0 in range(0, length, row_block):
-        rows = attn_probs[:, :, r0:r0 + row_block]  # (B, H, rows, L) view
-        if span is not None:
-            # max is exact in the source dtype (fp32 cast is monotone), so cast after reducing
-            sums += rows[..., span[0]:span[1]].amax(dim=-1).float().sum(dim=-1)
-            continue
-        for i, keys in enumerate(per_item):
-            if keys.numel() > 0:
-                sums[i] += rows[i].index_select(-1, keys).amax(dim=-1).float().sum(dim=-1)
+        sums += keys.row_max_sums(attn_probs[:, :, r0:r0 + row_block])  # (B, H, rows, L) view
     return sums
 
 
@@ -113,14 +135,67 @@ def vmax_head_weights(
     return _max_normalise(mean_max)
 
 
+class _CausalBlockProbs:
+    """Row blocks of softmax(Q Kᵀ·scaling + causal mask) in fp32, straight from Q and K (§4.2).
+
+    GQA is handled by grouping instead of expanding K: query head h uses key head
+    h // G (G = H / Hkv, the ``repeat_kv`` order), so the G query heads of one key head are
+    stacked into one (G·rows, d) operand and a single batched matmul per key head writes all
+    of them. Only keys < r1 are computed for rows [r0, r1): the rest are causally masked.
+    """
+
+    def __init__(self, query: torch.Tensor, key: torch.Tensor, scaling: float):
+        b, h, length, d = query.shape
+        hkv = key.shape[1]
+        if key.dim() != 4 or (key.shape[0], key.shape[2], key.shape[3]) != (b, length, d) or h % hkv:
+            raise ValueError(f"key must be (B, Hkv, L, d) with Hkv dividing H; got query "
+                             f"{tuple(query.shape)}, key {tuple(key.shape)}")
+        self.shape = (b, h, length, d)
+        self.groups = h // hkv
+        self.scaling = float(scaling)
+        self.query = query.view(b, hkv, self.groups, length, d)  # a view: no copy of the heads
+        self.key = key.float().reshape(b * hkv, length, d)  # fp32 once; no copy when already fp32
+        self._causal_bias = torch.zeros(0, 0)  # additive causal mask of the diagonal square
+
+    def compute(self, r0: int, rows: int, out: torch.Tensor) -> torch.Tensor:
+        """Probabilities of rows [r0, r0+rows) against keys [0, r0+rows) -> (B, H, rows, r0+rows).
+
+        ``out`` is a flat fp32 buffer of at least B·H·rows·(r0+rows) elements; the result is a
+        contiguous view of it, so no block-sized tensor is allocated per call.
+        """
+        b, h, _, d = self.shape
+        hkv, cols = self.key.shape[0] // b, r0 + rows
+        # fp32 copy of the block's queries, grouped per key head; scaling Q rather than the
+        # scores saves a pass over the (much larger) score block
+        q = torch.empty(b, hkv, self.groups, rows, d, dtype=torch.float32, device=out.device)
+        q.copy_(self.query[:, :, :, r0:r0 + rows]).mul_(self.scaling)
+        scores = out[:b * h * rows * cols].view(b * hkv, self.groups * rows, cols)
+        torch.bmm(q.view(b * hkv, self.groups * rows, d), self.key[:, :cols].transpose(1, 2), out=scores)
+        scores = scores.view(b, h, rows, cols)
+        # only the diagonal square holds keys after their query: -inf there, as the plain
+        # lower-triangular mask of §4.2 (the padding mask is ignored). Adding 0/-inf is exact
+        # and about twice as fast as masked_fill_ on this strided slice.
+        scores[..., r0:cols].add_(self._diagonal_bias(rows, out.device))
+        return torch.softmax(scores, dim=-1, out=scores)  # in place: the diagonal keeps rows finite
+
+    def _diagonal_bias(self, rows: int, device: torch.device) -> torch.Tensor:
+        """(rows, rows) fp32, -inf above the diagonal and 0 elsewhere; built once, sliced per block."""
+        if self._causal_bias.shape[0] < rows or self._causal_bias.device != torch.device(device):
+            above = torch.ones(rows, rows, dtype=torch.bool, device=device).triu_(1)
+            self._causal_bias = torch.zeros(rows, rows, device=device).masked_fill_(above, float("-inf"))
+        return self._causal_bias[:rows, :rows]  # a top-left square of triu(1) is triu(1)
+
+
 class VMaxRollout:
     """Streaming one-row V-Max rollout: feed layers in forward order, then read the last row.
 
     Memory: only each layer's head mean Ā_l is kept, and only its lower triangle (attention
     is causal, so Ā_l[q, k] = 0 for k > q): row block [r0, r1) stores columns [0, r1), about
-    L²/2 + L·row_block/2 floats per layer and item. The per-head input is read in row blocks
-    and never copied as a whole, so no more than one layer's (B, H, L, L) tensor — the
-    caller's — exists at a time. Pass ``causal=False`` to keep full rows for non-causal input.
+    L²/2 + L·row_block/2 floats per layer and item. ``add_layer`` reads the caller's per-head
+    probabilities in row blocks and never copies them whole, so one layer's (B, H, L, L) — the
+    caller's — exists at a time; ``add_layer_qk`` recomputes them from Q/K in row blocks, so
+    none exists and the extra memory is one B·H·row_block·L buffer. Pass ``causal=False`` to
+    keep full rows for non-causal probability input.
     """
 
     def __init__(self, visual_key_mask: torch.Tensor, row_block: int = 512, causal: bool = True):
@@ -134,7 +209,8 @@ class VMaxRollout:
         # per layer: list of (r0, (B, r1 - r0, cols) fp32) row blocks of Ā_l
         self._layers: list[list[tuple[int, torch.Tensor]]] = []
         self.head_weights: list[torch.Tensor] = []  # (B, H) per layer, for inspection
-        self._scratch: torch.Tensor | None = None
+        self._scratch: torch.Tensor | None = None  # (B, 1, row_block·L) for add_layer
+        self._qk_scratch: torch.Tensor | None = None  # flat B·H·row_block·L for add_layer_qk
 
     @property
     def num_layers(self) -> int:
@@ -149,8 +225,9 @@ class VMaxRollout:
         return sum(t.numel() * t.element_size() for layer in self._layers for _, t in layer)
 
     def release_scratch(self) -> None:
-        """Free the per-block matmul buffer (it is re-created by the next ``add_layer``)."""
+        """Free the per-block buffers (re-created by the next ``add_layer``/``add_layer_qk``)."""
         self._scratch = None
+        self._qk_scratch = None
 
     def add_layer(self, attn_probs: torch.Tensor) -> None:
         """Consume one layer's (B, H, L, L) probabilities; keep only Ā_l (fp32, lower triangle)."""
@@ -162,6 +239,88 @@ class VMaxRollout:
         weights = vmax_head_weights(attn_probs, mask, self.row_block)  # (B, H)
         self.head_weights.append(weights)
         self._layers.append(self._head_mean_blocks(attn_probs, weights))
+
+    def add_layer_qk(
+        self, query: torch.Tensor, key: torch.Tensor, scaling: float, row_block: int | None = None,
+    ) -> None:
+        """Consume one layer as post-RoPE Q (B, H, L, d) and K (B, Hkv, L, d); keep only Ā_l.
+
+        Same result as ``add_layer`` on the §4.2 probabilities, but those are recomputed in
+        fp32 row blocks and never exist whole: pass 1 accumulates the V-Max row maxima for the
+        head weights ŵ, pass 2 recomputes each block and writes (1/H) Σ_h ŵ_h P_h into the
+        stored lower-triangular block. K may be GQA-grouped (Hkv dividing H, ``repeat_kv``
+        order) or already expanded (Hkv = H). Extra memory: one B·H·row_block·L fp32 buffer.
+        """
+        if not self.causal:
+            raise ValueError("add_layer_qk applies the causal mask of §4.2; use causal=True")
+        if query.dim() != 4 or query.shape[0] != self.visual_key_mask.shape[0] \
+                or query.shape[2] != self.seq_len:
+            raise ValueError(f"query must be (B, H, L, d) = ({self.visual_key_mask.shape[0]}, H, "
+                             f"{self.seq_len}, d); got {tuple(query.shape)}")
+        block = int(row_block or self.row_block)
+        if block < 1:
+            raise ValueError("row_block must be >= 1")
+        self.visual_key_mask = self.visual_key_mask.to(query.device)
+        probs = _CausalBlockProbs(query, key, scaling)
+        spans = self._block_spans(self.seq_len, block)
+        b, h, length, _ = probs.shape
+        scratch = self._qk_scratch_for(b * h * min(block, length) * length, query.device)
+        weights = self._qk_head_weights(probs, spans, scratch)  # (B, H); last block left in scratch
+        self.head_weights.append(weights)
+        self._layers.append(self._qk_head_mean_blocks(probs, spans, weights, scratch))
+
+    def _qk_head_weights(
+        self, probs: _CausalBlockProbs, spans: list[tuple[int, int, int]], scratch: torch.Tensor,
+    ) -> torch.Tensor:
+        """Pass 1: (B, H) ŵ from Σ_q max_{k∈V} P_h[q, k] over all L rows, block by block."""
+        keys = _VisualKeys(self.visual_key_mask, scratch.device)
+        b, h, length, _ = probs.shape
+        sums = torch.zeros(b, h, dtype=torch.float32, device=scratch.device)
+        for r0, rows, _ in spans:
+            sums += keys.row_max_sums(probs.compute(r0, rows, scratch))
+        return _max_normalise(sums / length)  # mean over ALL rows (§4.3)
+
+    def _qk_head_mean_blocks(
+        self, probs: _CausalBlockProbs, spans: list[tuple[int, int, int]], weights: torch.Tensor,
+        scratch: torch.Tensor,
+    ) -> list[tuple[int, torch.Tensor]]:
+        """Pass 2: Ā row blocks = (1/H) Σ_h ŵ_h P_h, one (1, H) x (H, rows·cols) matmul each.
+
+        Pass 1 ended on the last block, which is still in ``scratch``; it is also the widest
+        causal block, so it is consumed first and not recomputed.
+        """
+        b, h, _, _ = probs.shape
+        scaled = (weights / h)[:, None, :]  # (B, 1, H): the plain head mean's 1/H folded in
+        blocks = self._new_blocks(b, spans, scratch.device)
+        for index in reversed(range(len(spans))):
+            r0, rows, cols = spans[index]
+            if index == len(spans) - 1:
+                part = scratch[:b * h * rows * cols].view(b, h, rows * cols)
+            else:
+                part = probs.compute(r0, rows, scratch).view(b, h, rows * cols)
+            torch.bmm(scaled, part, out=blocks[index][1].view(b, 1, rows * cols))
+        return blocks
+
+    @staticmethod
+    def _new_blocks(
+        b: int, spans: list[tuple[int, int, int]], device: torch.device,
+    ) -> list[tuple[int, torch.Tensor]]:
+        """One allocation per layer, cut into contiguous (B, rows, cols) row blocks."""
+        storage = torch.empty(b * sum(rows * cols for _, rows, cols in spans),
+                              dtype=torch.float32, device=device)
+        blocks, offset = [], 0
+        for r0, rows, cols in spans:
+            blocks.append((r0, storage[offset:offset + b * rows * cols].view(b, rows, cols)))
+            offset += b * rows * cols
+        return blocks
+
+    def _qk_scratch_for(self, size: int, device: torch.device) -> torch.Tensor:
+        """Flat fp32 buffer for one block of per-head probabilities, reused across layers."""
+        if (self._qk_scratch is None or self._qk_scratch.numel() < size
+                or self._qk_scratch.device != torch.device(device)):
+            self._qk_scratch = None  # free the old one before allocating its replacement
+            self._qk_scratch = torch.empty(size, dtype=torch.float32, device=device)
+        return self._qk_scratch
 
     def _head_mean_blocks(
         self, attn_probs: torch.Tensor, weights: torch.Tensor,
@@ -190,11 +349,12 @@ class VMaxRollout:
             offset += rows * cols
         return blocks
 
-    def _block_spans(self, length: int) -> list[tuple[int, int, int]]:
+    def _block_spans(self, length: int, row_block: int | None = None) -> list[tuple[int, int, int]]:
         """(first row, row count, stored columns) per row block; causal rows < r1 need columns < r1."""
+        block = row_block or self.row_block
         spans = []
-        for r0 in range(0, length, self.row_block):
-            r1 = min(r0 + self.row_block, length)
+        for r0 in range(0, length, block):
+            r1 = min(r0 + block, length)
             spans.append((r0, r1 - r0, r1 if self.causal else length))
         return spans
 
