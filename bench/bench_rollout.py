@@ -31,7 +31,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import resource
 import subprocess
 import sys
 import tempfile
@@ -41,37 +40,13 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from decaf_ros.core.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb  # noqa: E402
 from decaf_ros.core.rollout import VMaxRollout, naive_vmax_rollout  # noqa: E402
 
 VARIANTS = ("streaming", "naive_layer", "naive_dense", "streaming_qk", "naive_dense_qk")
 REFERENCE = {"streaming": "naive_dense", "naive_layer": "naive_dense", "naive_dense": "naive_dense",
              "streaming_qk": "naive_dense_qk", "naive_dense_qk": "naive_dense_qk"}
 GEN_ROWS = 32  # rows generated at once: keeps generation temporaries to a few MB
-
-
-# ---------------------------------------------------------------- memory probes
-def _status_kb(field: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field + ":"):
-                return int(line.split()[1])
-    raise KeyError(field)
-
-
-def _reset_peak() -> bool:
-    """Reset VmHWM to the current RSS; False when the kernel does not allow it."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def _peak_kb(reset_ok: bool) -> int:
-    if reset_ok:
-        return _status_kb("VmHWM")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 
 
 # ---------------------------------------------------------------- inputs
@@ -208,16 +183,16 @@ def worker(args) -> None:
         roll.last_token_row()
         del q, k
     del small, roll
-    baseline_kb = _status_kb("VmRSS")
-    reset_ok = _reset_peak()
+    baseline_mb = rss_mb()
+    reset_ok = reset_rss_peak()
     run = {"streaming": run_streaming, "naive_layer": run_naive_layer, "naive_dense": run_naive_dense,
            "streaming_qk": run_streaming_qk, "naive_dense_qk": run_naive_dense_qk}[args.worker]
     row, seconds, extra = run(args, mask, reset_ok)
-    peak_kb = _peak_kb(reset_ok)
+    peak_mb = rss_peak_mb()  # process lifetime peak when the reset was refused
     torch.save(row, args.out_row)
     report = {
         "variant": args.worker, "seconds": seconds,
-        "peak_mb": (peak_kb - baseline_kb) / 1024, "baseline_mb": baseline_kb / 1024,
+        "peak_mb": peak_mb - baseline_mb, "baseline_mb": baseline_mb,
         "hwm_reset": reset_ok, **extra,
     }
     print(json.dumps(report))
@@ -234,13 +209,6 @@ def spawn(variant: str, args, row_path: str) -> dict:
     if done.returncode != 0:
         raise RuntimeError(f"{variant} worker failed:\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
-
-
-def rel_diff(row: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(max elementwise relative difference, max abs difference / max |ref|)."""
-    diff = (row - ref).abs()
-    elementwise = float((diff / ref.abs().clamp_min(1e-30)).max())
-    return elementwise, float(diff.max() / ref.abs().max())
 
 
 def main() -> None:

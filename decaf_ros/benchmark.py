@@ -13,9 +13,10 @@ then streaming tracking per frame, and a side-by-side of the streaming rollout a
 reference computation (whole-layer fp32 probabilities + ``naive_vmax_rollout``) on the very layers
 the capture saw in one P3 video pass and one P3 frame batch.
 
-Model sets: ``tiny`` (the tiny random models, always available) and the real architectures
-(Qwen2.5-VL-3B/7B, SAM2.1 hiera tiny/large) built from their published configs with random
-weights — no download. Real sizes need a GPU; on CPU they are skipped unless
+Model sets: ``tiny`` (the tiny random Qwen2.5-VL + SAM2, always available), ``tiny-all`` (the
+tiny model of every MLLM family, each with the tiny SAM2), and the real architectures (every
+MLLM in ``core.model_configs``: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL3, LLaVA-OneVision; SAM2.1
+hiera tiny/large) built from their published configs with random weights — no download. Real sizes need a GPU; on CPU they are skipped unless
 ``--allow-cpu-real``. Random weights make answers and masks meaningless: only the amount of
 work (token counts, generated tokens, number of SAM2 objects, all reported) is realistic.
 """
@@ -26,7 +27,6 @@ import contextlib
 import gc
 import json
 import platform
-import resource
 import sys
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -40,12 +40,22 @@ import torch
 from .core import capture as capture_mod
 from .core.config import DecafConfig
 from .core.frames import key_frame_indices
+from .core.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
 from .core.pipeline import DecafPipeline, build_tiny_models
 from .core.rollout import VMaxRollout, naive_vmax_rollout
 
 STAGES = ("p1_video", "p1_frames", "p2_choice", "p3_video", "p3_frames", "fusion", "coarse_masks",
           "sam2_stage1", "tracklet_scoring", "sam2_propagation")
 REAL_PAIRS = (("qwen2.5-vl-3b", "sam2.1-hiera-tiny"), ("qwen2.5-vl-7b", "sam2.1-hiera-large"))
+# Tiny MLLM sets: name -> (folder under the tiny-model directory, builder in core.tiny).
+# "tiny" is the Qwen2.5-VL model build_tiny_models() writes; the others are built on first use.
+TINY_MLLMS: dict[str, tuple[str, str]] = {
+    "tiny": ("qwen2_5_vl", "decaf_ros.core.tiny.qwen:build_tiny_qwen2_5_vl"),
+    "tiny-qwen2-vl": ("qwen2_vl", "decaf_ros.core.tiny.qwen:build_tiny_qwen2_vl"),
+    "tiny-qwen3-vl": ("qwen3_vl", "decaf_ros.core.tiny.qwen3_vl:build_tiny_qwen3_vl"),
+    "tiny-internvl": ("internvl", "decaf_ros.core.tiny.internvl:build_tiny_internvl"),
+    "tiny-llava-ov": ("llava_onevision", "decaf_ros.core.tiny.llava_onevision:build_tiny_llava_onevision"),
+}
 SWEEP_KEY_FRAMES = (4, 8, 16, 32)
 SWEEP_SIZES = ((320, 240), (640, 480), (1280, 720))
 QUERY = "the ball that is rolling to the right"
@@ -53,40 +63,6 @@ MIB = 2.0**20
 
 
 # =========================================================================== memory probes
-def _status_kb(field_name: str) -> int:
-    with open("/proc/self/status") as f:
-        for line in f:
-            if line.startswith(field_name + ":"):
-                return int(line.split()[1])
-    raise KeyError(field_name)
-
-
-def rss_mb() -> float:
-    """Current resident set size (MiB); ru_maxrss where /proc is unavailable."""
-    try:
-        return _status_kb("VmRSS") / 1024
-    except (OSError, KeyError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def reset_rss_peak() -> bool:
-    """Reset the kernel's RSS high-water mark to the current RSS; False when not allowed."""
-    try:
-        with open("/proc/self/clear_refs", "w") as f:
-            f.write("5")
-        return True
-    except OSError:
-        return False
-
-
-def rss_peak_mb() -> float:
-    """RSS high-water mark (MiB) since the last reset (process lifetime if resets fail)."""
-    try:
-        return _status_kb("VmHWM") / 1024
-    except (OSError, KeyError):
-        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
 def _cuda(device: torch.device | str) -> bool:
     return torch.device(device).type == "cuda"
 
@@ -268,27 +244,31 @@ def record_attention(layers: list[RecordedLayer], masks: list[torch.Tensor]) -> 
 class ModelSet:
     """One MLLM + SAM2 pairing to benchmark."""
 
-    mllm: str  # "tiny" or a key of model_configs.MLLM_CONFIGS
+    mllm: str  # a key of TINY_MLLMS or of model_configs.MLLM_CONFIGS
     sam2: str  # "tiny" or a key of model_configs.SAM2_CONFIGS
 
     @property
+    def tiny_mllm(self) -> bool:
+        return self.mllm in TINY_MLLMS
+
+    @property
     def name(self) -> str:
-        return "tiny" if self.mllm == self.sam2 == "tiny" else f"{self.mllm}+{self.sam2}"
+        return self.mllm if self.tiny_mllm and self.sam2 == "tiny" else f"{self.mllm}+{self.sam2}"
 
     @property
     def real(self) -> bool:
-        return self.mllm != "tiny" or self.sam2 != "tiny"
+        return not self.tiny_mllm or self.sam2 != "tiny"
 
 
 def parse_model_sets(text: str) -> list[ModelSet]:
-    """'tiny', 'real', 'all' or comma-separated MLLM:SAM2 pairs."""
+    """'tiny', 'tiny-all', 'real', 'all', tiny family names, or MLLM:SAM2 pairs (comma-separated)."""
     sets: list[ModelSet] = []
     for item in (t.strip() for t in text.split(",") if t.strip()):
-        if item in ("tiny", "all"):
-            sets.append(ModelSet("tiny", "tiny"))
-        if item in ("real", "all"):
-            sets += [ModelSet(m, s) for m, s in REAL_PAIRS]
-        if item not in ("tiny", "real", "all"):
+        if item == "tiny-all":
+            sets += [ModelSet(m, "tiny") for m in TINY_MLLMS]
+        elif item in ("real", "all"):
+            sets += ([ModelSet("tiny", "tiny")] if item == "all" else []) + [ModelSet(m, s) for m, s in REAL_PAIRS]
+        else:
             mllm, _, sam2 = item.partition(":")
             sets.append(ModelSet(mllm, sam2 or "tiny"))
     return sets
@@ -298,42 +278,138 @@ def _tiny_dirs(folder: str | None) -> tuple[str, str]:
     return build_tiny_models(Path(folder) if folder else None)
 
 
+def tiny_mllm_dir(name: str, folder: str | None) -> str:
+    """Local folder of the tiny MLLM ``name`` (built on first use, like ``build_tiny_models``)."""
+    import importlib
+    import os
+    import tempfile
+
+    from .core.pipeline import tiny_model_dir
+
+    sub, builder = TINY_MLLMS[name]
+    root = Path(folder) if folder else tiny_model_dir()
+    target = root / sub
+    if not (target / "config.json").exists():
+        module, _, func = builder.partition(":")
+        root.mkdir(parents=True, exist_ok=True)
+        # Build beside the target, then rename: a concurrent run never sees a half-written model.
+        scratch = Path(tempfile.mkdtemp(prefix=f".{sub}-", dir=root))
+        getattr(importlib.import_module(module), func)(scratch / "model")
+        try:
+            os.replace(scratch / "model", target)
+        except OSError:  # another process finished first; its copy is identical (seeded)
+            pass
+    return str(target)
+
+
+def _qwen_vl_processor(model_type: str) -> Any:
+    """The tiny Qwen-VL processor recipe (real checkpoints' image/video settings, small BPE)."""
+    from .core.tiny import qwen, qwen3_vl
+
+    if model_type == "qwen3_vl":
+        return qwen3_vl._build_processor()
+    processor = qwen._build_processor()
+    if model_type == "qwen2_5_vl":
+        return processor
+    # Qwen2-VL: the same parts in its own processor class
+    from transformers import Qwen2VLProcessor
+
+    return Qwen2VLProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
+                            video_processor=processor.video_processor, chat_template=qwen.CHAT_TEMPLATE)
+
+
+def _internvl_processor() -> Any:
+    """The tiny InternVL recipe at the real tile: 448 px, 14 px patches -> 16x16 = 256 tokens."""
+    from transformers import (
+        GotOcr2ImageProcessor,
+        InternVLProcessor,
+        InternVLVideoProcessor,
+    )
+
+    from .core.tiny import internvl
+
+    tile = {"size": {"height": 448, "width": 448}, "image_mean": internvl.IMAGENET_MEAN,
+            "image_std": internvl.IMAGENET_STD}
+    return InternVLProcessor(
+        image_processor=GotOcr2ImageProcessor(crop_to_patches=False, min_patches=1, max_patches=12, **tile),
+        tokenizer=internvl._build_tokenizer(), video_processor=InternVLVideoProcessor(**tile),
+        image_seq_length=256, chat_template=internvl.CHAT_TEMPLATE)
+
+
+def _llava_onevision_processor() -> Any:
+    """The tiny LLaVA-OneVision recipe at the real 384 px tile, as the adapter's processor class."""
+    from .core.mllm.llava_onevision import TileGridProcessor
+    from .core.model_configs import LLAVA_ONEVISION_TILE
+    from .core.tiny import llava_onevision
+
+    p = llava_onevision._build_processor(LLAVA_ONEVISION_TILE)
+    return TileGridProcessor(
+        image_processor=p.image_processor, tokenizer=p.tokenizer, video_processor=p.video_processor,
+        num_image_tokens=p.num_image_tokens, vision_feature_select_strategy=p.vision_feature_select_strategy,
+        vision_aspect_ratio=p.vision_aspect_ratio, chat_template=p.chat_template)
+
+
+def real_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """(processor, outer-config token ids, LLM token ids) for a family's random-weight build."""
+    from .core.tiny.common import qwen2_token_fields, token_ids
+
+    if model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
+        from .core.tiny.qwen import SPECIAL_TOKENS, vision_token_fields
+
+        processor = _qwen_vl_processor(model_type)
+        ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
+        return processor, vision_token_fields(ids), qwen2_token_fields(ids)
+    if model_type == "internvl":
+        from .core.tiny.internvl import INTERNVL_TOKENS
+        from .core.tiny.qwen import SPECIAL_TOKENS
+
+        processor = _internvl_processor()
+        ids = token_ids(processor.tokenizer, SPECIAL_TOKENS + INTERNVL_TOKENS)
+        return processor, {"image_token_id": ids["<IMG_CONTEXT>"]}, qwen2_token_fields(ids)
+    if model_type == "llava_onevision":
+        from .core.tiny.llava_onevision import SPECIAL_TOKENS
+
+        processor = _llava_onevision_processor()
+        ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
+        return (processor, {"image_token_index": ids["<image>"], "video_token_index": ids["<video>"]},
+                qwen2_token_fields(ids))
+    raise KeyError(f"no random-weight processor recipe for model type '{model_type}'")
+
+
 def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config: DecafConfig) -> Any:
-    """Random-weight Qwen2.5-VL of the published ``name`` architecture, with a working processor.
+    """Random-weight MLLM of the published ``name`` architecture, in its family's adapter.
 
-    The processor is the tiny builder's (same image/video processors and chat template as the
-    checkpoint, a small BPE tokenizer); the model keeps the published vocabulary size, so the
-    embedding and LM-head costs are real while token ids stay below the tokenizer's size.
+    The processor is the family's tiny-model recipe at the checkpoint's image geometry (same
+    image/video processors and chat template, a small BPE tokenizer); the model keeps the
+    published vocabulary size, so the embedding and LM-head costs are real while token ids stay
+    below the tokenizer's size.
     """
-    from transformers import Qwen2_5_VLForConditionalGeneration
-
     from .core.capture import enable_capture
-    from .core.mllm.qwen2_5_vl import Qwen2_5_VLAdapter
-    from .core.model_configs import qwen2_5_vl_config
-    from .core.tiny.qwen import _build_processor  # the tiny model's processor recipe
+    from .core.mllm import adapter_for
+    from .core.model_configs import mllm_config, mllm_model_type
 
-    processor = _build_processor()
-    tok = processor.tokenizer
-    ids = {
-        "image_token_id": tok.convert_tokens_to_ids("<|image_pad|>"),
-        "video_token_id": tok.convert_tokens_to_ids("<|video_pad|>"),
-        "vision_start_token_id": tok.convert_tokens_to_ids("<|vision_start|>"),
-        "vision_end_token_id": tok.convert_tokens_to_ids("<|vision_end|>"),
-        "bos_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
-        "eos_token_id": tok.convert_tokens_to_ids("<|im_end|>"),
-        "pad_token_id": tok.convert_tokens_to_ids("<|endoftext|>"),
-    }
-    hf_config = qwen2_5_vl_config(name, ids)
+    model_type = mllm_model_type(name)
+    processor, top_ids, text_ids = real_processor(model_type)
+    hf_config = mllm_config(name, top_ids, text_ids)
+    adapter_cls = adapter_for(model_type)
     with torch.device(device):  # initialise directly on the device: no host copy of the weights
-        model = Qwen2_5_VLForConditionalGeneration._from_config(hf_config, dtype=dtype)
+        model = adapter_cls._hf_model_class(model_type)._from_config(hf_config, dtype=dtype)
     model.eval()
+    # the text config may name no eos (Qwen3-VL): generation must still know where answers end
+    model.generation_config.eos_token_id = text_ids["eos_token_id"]
+    model.generation_config.pad_token_id = text_ids["pad_token_id"]
     enable_capture(model)
-    return Qwen2_5_VLAdapter(model, processor, config)
+    return adapter_cls(model, processor, config)
 
 
 def build_real_sam2(name: str, device: torch.device) -> Any:
     """Random-weight SAM2.1 video model of the published ``name`` architecture (fp32, §7.1)."""
-    from transformers import Sam2ImageProcessor, Sam2VideoModel, Sam2VideoProcessor, Sam2VideoVideoProcessor
+    from transformers import (
+        Sam2ImageProcessor,
+        Sam2VideoModel,
+        Sam2VideoProcessor,
+        Sam2VideoVideoProcessor,
+    )
 
     from .core.model_configs import sam2_video_config
     from .core.sam2 import Sam2Segmenter
@@ -358,8 +434,9 @@ def build_pipeline(models: ModelSet, config: DecafConfig, tiny_dir: str | None) 
     from .core.sam2 import Sam2Segmenter
 
     device = pick_device(config.device)
-    mllm_dir, sam2_dir = _tiny_dirs(tiny_dir) if "tiny" in (models.mllm, models.sam2) else ("", "")
-    if models.mllm == "tiny":
+    mllm_dir, sam2_dir = _tiny_dirs(tiny_dir) if models.tiny_mllm or models.sam2 == "tiny" else ("", "")
+    if models.tiny_mllm:
+        mllm_dir = mllm_dir if models.mllm == "tiny" else tiny_mllm_dir(models.mllm, tiny_dir)
         mllm = load_mllm(mllm_dir, device=device, dtype=pick_dtype(config.dtype, device), config=config)
     else:
         mllm = build_real_mllm(models.mllm, device, pick_dtype(config.dtype, device), config)
@@ -476,13 +553,6 @@ def measure_tracking(pipeline: DecafPipeline, result: Any, frames: Sequence[np.n
             "per_frame_max_s": float(arr.max()), **window.stop()}
 
 
-def rel_diff(row: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:
-    """(max elementwise relative difference, max abs difference / max |ref|)."""
-    diff = (row.float() - ref.float()).abs()
-    elementwise = float((diff / ref.float().abs().clamp_min(1e-30)).max())
-    return elementwise, float(diff.max() / ref.float().abs().max().clamp_min(1e-30))
-
-
 def compare_naive(layers: list[RecordedLayer], mask: torch.Tensor, row_block: int) -> dict[str, Any]:
     """The pipeline's streaming rollout vs the reference computation on the same recorded layers.
 
@@ -568,7 +638,7 @@ def _config(args: argparse.Namespace, models: ModelSet, **overrides: Any) -> Dec
     base = dict(device=args.device, dtype=args.dtype, num_key_frames=args.key_frames,
                 video_max_tokens=args.video_max_tokens, frame_batch_size=args.frame_batch,
                 max_new_tokens=args.gen_tokens)
-    if models.mllm == "tiny":
+    if models.tiny_mllm:
         base["rollout_start_layer"] = None  # half depth, as for every real model
     base.update(overrides)
     return DecafConfig(**base)
@@ -773,8 +843,10 @@ def _size_list(text: str) -> list[tuple[int, int]]:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="decaf-bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--models", default="all", help="'tiny', 'real', 'all' (default) or MLLM:SAM2 pairs, e.g. "
-                   "qwen2.5-vl-7b:sam2.1-hiera-large,tiny; real pairs are skipped on CPU")
+    p.add_argument("--models", default="all", help="'tiny', 'tiny-all' (every family's tiny model), 'real', "
+                   "'all' (default: tiny + real) or MLLM:SAM2 pairs, e.g. qwen2.5-vl-7b:sam2.1-hiera-large,"
+                   "tiny-internvl; MLLMs: " + ", ".join(TINY_MLLMS) + " and the real "
+                   "architectures of core.model_configs; real pairs are skipped on CPU")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:N]")
     p.add_argument("--dtype", default="auto", help="MLLM dtype: auto (bf16 on cuda, fp32 on cpu), float32, ...")
     p.add_argument("--allow-cpu-real", action="store_true", help="run real-size models even on CPU")

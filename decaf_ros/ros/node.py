@@ -242,11 +242,13 @@ class DecafNode(Node):
             self._last_goal = goal
             no_frames = self._frame_seq == 0
             with self._status_lock:  # before the worker can see the goal, so its errors are not overwritten
-                self._last_error = (f"no frames received yet on {self.image_topic}; goal pending"
-                                    if no_frames else "")
+                self._last_error = self._no_frames_message() if no_frames else ""
             self._cond.notify_all()
         self.get_logger().info(f"goal {goal.goal_id}: {text!r}")
         self.publish_status()  # acknowledges the new goal id
+
+    def _no_frames_message(self) -> str:
+        return f"no frames received yet on {self.image_topic}; goal pending"
 
     def _clear_goal(self) -> None:
         with self._cond:
@@ -346,7 +348,11 @@ class DecafNode(Node):
         self._models = (str(getattr(config, "mllm", self._params.core.mllm)),
                         str(getattr(config, "sam2", self._params.core.sam2)))
         self.get_logger().info(f"models loaded: {self._models[0]}, {self._models[1]}")
-        self._set_state(Status.IDLE, error=self._model_warning)
+        # A goal that arrived during loading keeps its "no frames yet" report unless there is a model warning.
+        with self._cond:
+            waiting = self._goal is not None and self._frame_seq == 0
+        error = self._model_warning or (self._no_frames_message() if waiting else "")
+        self._set_state(Status.IDLE, error=error)
         return True
 
     def _next_job(self) -> tuple[str, Goal, threading.Event] | None:
