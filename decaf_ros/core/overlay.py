@@ -41,6 +41,8 @@ def draw_overlay(
 
 def _draw_label(image: np.ndarray, text: str, mask: np.ndarray, color: tuple[int, int, int]) -> None:
     """Write text just above the mask's bounding box, kept inside the image."""
+    # OpenCV's Hershey fonts draw ASCII only; anything else would show as '?'.
+    text = "".join(ch if 32 <= ord(ch) < 127 else "_" for ch in text)
     ys, xs = np.nonzero(mask)
     x, y = int(xs.min()), int(ys.min())
     (tw, th), baseline = cv2.getTextSize(text, cv2.FONT_HERSHEY_SIMPLEX, 0.5, 1)
