@@ -214,7 +214,8 @@ class DecafPipeline:
             if not survivors:
                 continue
             propagated = self.sam2.propagate_masks(key_frames, t, masks[survivors])  # (K', T_k, H, W)
-            tracklets = [tr for j, tr in enumerate(tracklets) if j not in set(delete_old)]
+            deleted = set(delete_old)
+            tracklets = [tr for j, tr in enumerate(tracklets) if j not in deleted]
             tracklets += [
                 Tracklet(masks=propagated[n], origin=t, attention=float(attention[i]), sam_iou=float(ious[i]))
                 for n, i in enumerate(survivors)]

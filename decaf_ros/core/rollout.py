@@ -333,20 +333,15 @@ class VMaxRollout:
         b, h, length, _ = attn_probs.shape
         scaled = (weights / h)[:, None, :]  # (B, 1, H): the plain head mean's 1/H folded in
         spans = self._block_spans(length)
-        storage = torch.empty(b, sum(rows * cols for _, rows, cols in spans),
-                              dtype=torch.float32, device=attn_probs.device)
+        blocks = self._new_blocks(b, spans, attn_probs.device)
         scratch = self._scratch_for(b, length, attn_probs.device)
-        blocks, offset = [], 0
-        for r0, rows, cols in spans:
+        for (r0, rows, cols), (_, block) in zip(spans, blocks):
             # full-width rows of a contiguous tensor reshape without a copy (fp32 input);
             # other dtypes are cast one block at a time
             part = attn_probs[:, :, r0:r0 + rows].reshape(b, h, rows * length).float()
             out = scratch[:, :, :rows * length]
             torch.bmm(scaled, part, out=out)
-            block = storage[:, offset:offset + rows * cols].view(b, rows, cols)
             block.copy_(out.view(b, rows, length)[:, :, :cols])
-            blocks.append((r0, block))
-            offset += rows * cols
         return blocks
 
     def _block_spans(self, length: int, row_block: int | None = None) -> list[tuple[int, int, int]]:
