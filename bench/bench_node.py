@@ -53,6 +53,7 @@ from decaf_ros.core.pipeline import GroundingCancelled  # noqa: E402
 from decaf_ros.msg import Status, TargetArray  # noqa: E402
 from decaf_ros.ros.image_conversion import image_to_depth_m  # noqa: E402
 from decaf_ros.ros.node import DecafNode  # noqa: E402
+from decaf_ros.ros.player import raw_image, sample_messages  # noqa: E402
 
 WORKER_STATES = ("idle", "blocked", "py-busy")
 COLOR_ENCODINGS = ("rgb8", "bgr8")
@@ -89,14 +90,12 @@ def parse_size(text: str) -> tuple[int, int]:
 def color_msg(width: int, height: int, encoding: str, seed: int = 0) -> Image:
     """A noise image in ``encoding`` (content does not matter for the conversion cost)."""
     pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-    return Image(height=height, width=width, encoding=encoding, is_bigendian=0, step=width * 3,
-                 data=pixels.tobytes())
+    return raw_image(pixels, encoding, Header())
 
 
 def depth_msg(width: int, height: int, seed: int = 0) -> Image:
     mm = np.random.default_rng(seed).integers(300, 5000, size=(height, width), dtype=np.uint16)
-    return Image(height=height, width=width, encoding=DEPTH_ENCODING, is_bigendian=0, step=width * 2,
-                 data=mm.tobytes())
+    return raw_image(mm, DEPTH_ENCODING, Header())
 
 
 def stamp_now(msg: Any) -> None:
@@ -477,22 +476,14 @@ class E2EOptions:
 
 
 def sample_frames(width: int, height: int, count: int = 24) -> tuple[list[tuple[Image, Image]], CameraInfo]:
-    """The bundled sample clip (a real photo seen by a moving camera) as prepared messages."""
-    from decaf_ros.ros.sample import FRAME_ID, build_sample_clip, depth_to_encoding
+    """The bundled sample clip (a real photo seen by a moving camera) as the player's messages."""
+    from decaf_ros.ros.sample import FRAME_ID, build_sample_clip
 
-    clip = build_sample_clip("astronaut", count, width, height)
-    frames = []
-    for f in clip:
-        image = Image(header=Header(frame_id=FRAME_ID), height=height, width=width, encoding="rgb8",
-                      step=width * 3, data=f.rgb.tobytes())
-        mm = depth_to_encoding(f.depth_m, DEPTH_ENCODING)
-        depth = Image(header=Header(frame_id=FRAME_ID), height=height, width=width, encoding=DEPTH_ENCODING,
-                      step=width * 2, data=mm.tobytes())
-        frames.append((image, depth))
-    K = clip[0].K  # one intrinsics for the loop: the 3D path only needs plausible numbers
-    info = CameraInfo(header=Header(frame_id=FRAME_ID), width=width, height=height, k=K.reshape(-1).tolist())
+    prepared = [sample_messages(f, FRAME_ID, DEPTH_ENCODING)
+                for f in build_sample_clip("astronaut", count, width, height)]
+    frames = [(m.image, m.depth) for m in prepared]
     frames += frames[-2:0:-1]  # forward then backward: no jump when looping
-    return frames, info
+    return frames, prepared[0].info  # one intrinsics for the loop: the 3D path only needs plausible numbers
 
 
 def run_e2e(context: Context, opts: E2EOptions, times: PipelineTimes) -> dict[str, Any]:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import numpy as np
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor
 from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy, qos_profile_sensor_data
@@ -45,14 +46,15 @@ PLAYER_PARAMS = {
 }
 
 
-def _bytes_image(array, encoding: str, header: Header) -> Image:
+def raw_image(array: np.ndarray, encoding: str, header: Header) -> Image:
+    """An Image holding ``array``'s bytes as they are (no conversion), labelled ``encoding``."""
     channels = 1 if array.ndim == 2 else array.shape[2]
     return Image(header=header, height=array.shape[0], width=array.shape[1], encoding=encoding,
                  is_bigendian=0, step=array.shape[1] * channels * array.dtype.itemsize, data=array.tobytes())
 
 
 @dataclass
-class _Prepared:
+class SampleMessages:
     """A frame's messages, built once; only the stamps change when published."""
 
     image: Image
@@ -60,17 +62,18 @@ class _Prepared:
     info: CameraInfo
 
 
-def _prepare(frame: SampleFrame, frame_id: str, depth_encoding: str) -> _Prepared:
+def sample_messages(frame: SampleFrame, frame_id: str, depth_encoding: str) -> SampleMessages:
+    """Color, depth (when ``depth_encoding`` is set) and CameraInfo of one sample frame, one header."""
     header = Header(frame_id=frame_id)
     height, width = frame.rgb.shape[:2]
-    depth = (_bytes_image(depth_to_encoding(frame.depth_m, depth_encoding), depth_encoding, header)
+    depth = (raw_image(depth_to_encoding(frame.depth_m, depth_encoding), depth_encoding, header)
              if depth_encoding else None)
     info = CameraInfo(header=header, height=height, width=width, distortion_model="plumb_bob",
                       d=[0.0] * 5, k=frame.K.reshape(-1).tolist(),
                       r=[1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0],
                       p=[frame.K[0, 0], 0.0, frame.K[0, 2], 0.0, 0.0, frame.K[1, 1], frame.K[1, 2], 0.0,
                          0.0, 0.0, 1.0, 0.0])
-    return _Prepared(image=_bytes_image(frame.rgb, "rgb8", header), depth=depth, info=info)
+    return SampleMessages(image=raw_image(frame.rgb, "rgb8", header), depth=depth, info=info)
 
 
 class DecafPlayer(Node):
@@ -84,7 +87,7 @@ class DecafPlayer(Node):
         if get("depth_encoding") not in ("", "16UC1", "32FC1"):
             raise ValueError(f"depth_encoding must be '', 16UC1 or 32FC1, got {get('depth_encoding')!r}")
         clip = build_sample_clip(get("photo"), get("num_frames"), get("width"), get("height"))
-        self._frames = [_prepare(f, get("frame_id"), get("depth_encoding")) for f in clip]
+        self._frames = [sample_messages(f, get("frame_id"), get("depth_encoding")) for f in clip]
         self._loop, self._goal = get("loop"), get("goal")
         self._goal_after = get("goal_after_frames")
         qos = qos_profile_sensor_data if get("qos") == "sensor_data" else RELIABLE
