@@ -13,7 +13,7 @@
    ``~/mask`` received, ``~/targets`` per second while tracking, per-frame ``pipeline.track`` time,
    and how many frames were tracked vs how many re-groundings the random tiny SAM2 forced.
    The image callback is timed again during that run (worker doing real inference).
-3. The same with real-size random-weight models (``decaf_ros.core.model_configs``) when CUDA is
+3. The same with real-size random-weight models (``decaf_ros.devtools.real_size``) when CUDA is
    available; otherwise a line says so.
 """
 from __future__ import annotations
@@ -50,6 +50,7 @@ from sensor_msgs.msg import CameraInfo, Image  # noqa: E402
 from std_msgs.msg import Header, String  # noqa: E402
 
 from decaf_ros.core.pipeline import GroundingCancelled  # noqa: E402
+from decaf_ros.devtools.tiny_models import TINY_SETTINGS, build_tiny_models  # noqa: E402
 from decaf_ros.msg import Status, TargetArray  # noqa: E402
 from decaf_ros.ros.image_conversion import image_to_depth_m  # noqa: E402
 from decaf_ros.ros.node import DecafNode  # noqa: E402
@@ -68,7 +69,6 @@ DDS_FIELDS = ("published", "received", "lat_median_ms", "lat_p90_ms")
 E2E_FIELDS = ("goal_to_mask_ms", "goal_to_mask_p90_ms", "goal_to_ground_start_ms", "ground_ms", "start_tracking_ms", "window_s",
               "targets_per_s", "tracked_fps", "track_ms_median", "track_ms_p90", "track_ms_max",
               "tracked_frames", "regroundings", "planted_prompts", "camera_frames", "goals")
-TINY_SETTINGS = {"num_key_frames": 4, "video_max_tokens": 16, "max_new_tokens": 8, "frame_batch_size": 2}
 
 
 # =========================================================================== statistics
@@ -568,7 +568,7 @@ def _measure_goals(node: TimedDecafNode, recorder: Recorder, opts: E2EOptions,
 
 
 def tiny_options(args: argparse.Namespace, times: PipelineTimes) -> E2EOptions:
-    from decaf_ros.core.pipeline import DecafPipeline, build_tiny_models
+    from decaf_ros.core.pipeline import DecafPipeline
 
     mllm_dir, sam2_dir = build_tiny_models(Path(args.tiny_dir) if args.tiny_dir else None)
     settings = {"mllm": mllm_dir, "sam2": sam2_dir, "device": "cpu", "dtype": "float32",
@@ -607,10 +607,6 @@ def real_options(args: argparse.Namespace, times: PipelineTimes) -> E2EOptions:
 def real_size_available() -> tuple[bool, str]:
     if not torch.cuda.is_available():
         return False, "real-size GPU numbers need a CUDA GPU (none here); skipped"
-    try:
-        import decaf_ros.core.model_configs  # noqa: F401
-    except ImportError:
-        return False, "decaf_ros.core.model_configs is missing; real-size run skipped"
     return True, ""
 
 

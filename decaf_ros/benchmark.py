@@ -13,11 +13,11 @@ then streaming tracking per frame, and a side-by-side of the streaming rollout a
 reference computation (whole-layer fp32 probabilities + ``naive_vmax_rollout``) on the very layers
 the capture saw in one P3 video pass and one P3 frame batch.
 
-Model sets: ``tiny`` (the tiny random Qwen2.5-VL + SAM2, always available), ``tiny-all`` (the
-tiny model of every MLLM family, each with the tiny SAM2), and the real architectures (every
-MLLM in ``core.model_configs``: Qwen2-VL, Qwen2.5-VL, Qwen3-VL, InternVL3, LLaVA-OneVision; SAM2.1
-hiera tiny/large) built from their published configs with random weights — no download. Real sizes need a GPU; on CPU they are skipped unless
-``--allow-cpu-real``. Random weights make answers and masks meaningless: only the amount of
+Model sets: ``tiny`` (the tiny random model of the default family + the tiny SAM2, always
+available), ``tiny-all`` (every tiny model of every registered family, each with the tiny SAM2),
+and the real architectures (every published MLLM and SAM2 of the registered families'
+``configs.py``) built with random weights — no download. Real sizes need a GPU; on CPU they are
+skipped unless ``--allow-cpu-real``. Random weights make answers and masks meaningless: only the amount of
 work (token counts, generated tokens, number of SAM2 objects, all reported) is realistic.
 """
 from __future__ import annotations
@@ -40,22 +40,19 @@ import torch
 from .core import capture as capture_mod
 from .core.config import DecafConfig
 from .core.frames import key_frame_indices
-from .devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
-from .core.pipeline import DecafPipeline, build_tiny_models
+from .core.pipeline import DecafPipeline
 from .core.rollout import VMaxRollout, naive_vmax_rollout
+from .devtools import tiny_models
+from .devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
+from .devtools.real_size import build_real_mllm, build_real_sam2
 
 STAGES = ("p1_video", "p1_frames", "p2_choice", "p3_video", "p3_frames", "fusion", "coarse_masks",
           "sam2_stage1", "tracklet_scoring", "sam2_propagation")
+# The paper's reference pairings: the small MLLM with the small SAM2, the large with the large.
 REAL_PAIRS = (("qwen2.5-vl-3b", "sam2.1-hiera-tiny"), ("qwen2.5-vl-7b", "sam2.1-hiera-large"))
-# Tiny MLLM sets: name -> (folder under the tiny-model directory, builder in core.tiny).
-# "tiny" is the Qwen2.5-VL model build_tiny_models() writes; the others are built on first use.
-TINY_MLLMS: dict[str, tuple[str, str]] = {
-    "tiny": ("qwen2_5_vl", "decaf_ros.core.models.qwen2_5_vl.tiny:build_tiny_qwen2_5_vl"),
-    "tiny-qwen2-vl": ("qwen2_vl", "decaf_ros.core.models.qwen2_5_vl.tiny:build_tiny_qwen2_vl"),
-    "tiny-qwen3-vl": ("qwen3_vl", "decaf_ros.core.models.qwen3_vl.tiny:build_tiny_qwen3_vl"),
-    "tiny-internvl": ("internvl", "decaf_ros.core.models.internvl.tiny:build_tiny_internvl"),
-    "tiny-llava-ov": ("llava_onevision", "decaf_ros.core.models.llava_onevision.tiny:build_tiny_llava_onevision"),
-}
+# Tiny MLLM sets: "tiny" (the default family's first tiny model, as the fallback uses) and
+# "tiny-<name>" for every other tiny model of a registered family.
+TINY_MLLMS = {("tiny" if i == 0 else f"tiny-{m.name}"): m for i, m in enumerate(tiny_models.tiny_mllms())}
 SWEEP_KEY_FRAMES = (4, 8, 16, 32)
 SWEEP_SIZES = ((320, 240), (640, 480), (1280, 720))
 QUERY = "the ball that is rolling to the right"
@@ -244,8 +241,8 @@ def record_attention(layers: list[RecordedLayer], masks: list[torch.Tensor]) -> 
 class ModelSet:
     """One MLLM + SAM2 pairing to benchmark."""
 
-    mllm: str  # a key of TINY_MLLMS or of model_configs.MLLM_CONFIGS
-    sam2: str  # "tiny" or a key of model_configs.SAM2_CONFIGS
+    mllm: str  # a key of TINY_MLLMS or of real_size.published_mllms()
+    sam2: str  # "tiny" or a key of real_size.published_sam2()
 
     @property
     def tiny_mllm(self) -> bool:
@@ -274,160 +271,6 @@ def parse_model_sets(text: str) -> list[ModelSet]:
     return sets
 
 
-def _tiny_dirs(folder: str | None) -> tuple[str, str]:
-    return build_tiny_models(Path(folder) if folder else None)
-
-
-def tiny_mllm_dir(name: str, folder: str | None) -> str:
-    """Local folder of the tiny MLLM ``name`` (built on first use, like ``build_tiny_models``)."""
-    import importlib
-    import os
-    import tempfile
-
-    from .core.pipeline import tiny_model_dir
-
-    sub, builder = TINY_MLLMS[name]
-    root = Path(folder) if folder else tiny_model_dir()
-    target = root / sub
-    if not (target / "config.json").exists():
-        module, _, func = builder.partition(":")
-        root.mkdir(parents=True, exist_ok=True)
-        # Build beside the target, then rename: a concurrent run never sees a half-written model.
-        scratch = Path(tempfile.mkdtemp(prefix=f".{sub}-", dir=root))
-        getattr(importlib.import_module(module), func)(scratch / "model")
-        try:
-            os.replace(scratch / "model", target)
-        except OSError:  # another process finished first; its copy is identical (seeded)
-            pass
-    return str(target)
-
-
-def _qwen_vl_processor(model_type: str) -> Any:
-    """The tiny Qwen-VL processor recipe (real checkpoints' image/video settings, small BPE)."""
-    from .core.models.qwen2_5_vl import tiny as qwen
-    from .core.models.qwen3_vl import tiny as qwen3_vl
-
-    if model_type == "qwen3_vl":
-        return qwen3_vl._build_processor()
-    processor = qwen._build_processor()
-    if model_type == "qwen2_5_vl":
-        return processor
-    # Qwen2-VL: the same parts in its own processor class
-    from transformers import Qwen2VLProcessor
-
-    return Qwen2VLProcessor(image_processor=processor.image_processor, tokenizer=processor.tokenizer,
-                            video_processor=processor.video_processor, chat_template=qwen.CHAT_TEMPLATE)
-
-
-def _internvl_processor() -> Any:
-    """The tiny InternVL recipe at the real tile: 448 px, 14 px patches -> 16x16 = 256 tokens."""
-    from transformers import (
-        GotOcr2ImageProcessor,
-        InternVLProcessor,
-        InternVLVideoProcessor,
-    )
-
-    from .core.models.internvl import tiny as internvl
-
-    tile = {"size": {"height": 448, "width": 448}, "image_mean": internvl.IMAGENET_MEAN,
-            "image_std": internvl.IMAGENET_STD}
-    return InternVLProcessor(
-        image_processor=GotOcr2ImageProcessor(crop_to_patches=False, min_patches=1, max_patches=12, **tile),
-        tokenizer=internvl._build_tokenizer(), video_processor=InternVLVideoProcessor(**tile),
-        image_seq_length=256, chat_template=internvl.CHAT_TEMPLATE)
-
-
-def _llava_onevision_processor() -> Any:
-    """The tiny LLaVA-OneVision recipe at the real 384 px tile, as the adapter's processor class."""
-    from .core.models.llava_onevision.adapter import TileGridProcessor
-    from .core.model_configs import LLAVA_ONEVISION_TILE
-    from .core.models.llava_onevision import tiny as llava_onevision
-
-    p = llava_onevision._build_processor(LLAVA_ONEVISION_TILE)
-    return TileGridProcessor(
-        image_processor=p.image_processor, tokenizer=p.tokenizer, video_processor=p.video_processor,
-        num_image_tokens=p.num_image_tokens, vision_feature_select_strategy=p.vision_feature_select_strategy,
-        vision_aspect_ratio=p.vision_aspect_ratio, chat_template=p.chat_template)
-
-
-def real_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
-    """(processor, outer-config token ids, LLM token ids) for a family's random-weight build."""
-    from .devtools.tiny_recipe import qwen2_token_fields, token_ids
-
-    if model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
-        from .core.models.qwen2_5_vl.tiny import SPECIAL_TOKENS, vision_token_fields
-
-        processor = _qwen_vl_processor(model_type)
-        ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
-        return processor, vision_token_fields(ids), qwen2_token_fields(ids)
-    if model_type == "internvl":
-        from .core.models.internvl.tiny import INTERNVL_TOKENS
-        from .core.models.qwen2_5_vl.tiny import SPECIAL_TOKENS
-
-        processor = _internvl_processor()
-        ids = token_ids(processor.tokenizer, SPECIAL_TOKENS + INTERNVL_TOKENS)
-        return processor, {"image_token_id": ids["<IMG_CONTEXT>"]}, qwen2_token_fields(ids)
-    if model_type == "llava_onevision":
-        from .core.models.llava_onevision.tiny import SPECIAL_TOKENS
-
-        processor = _llava_onevision_processor()
-        ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
-        return (processor, {"image_token_index": ids["<image>"], "video_token_index": ids["<video>"]},
-                qwen2_token_fields(ids))
-    raise KeyError(f"no random-weight processor recipe for model type '{model_type}'")
-
-
-def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config: DecafConfig) -> Any:
-    """Random-weight MLLM of the published ``name`` architecture, in its family's adapter.
-
-    The processor is the family's tiny-model recipe at the checkpoint's image geometry (same
-    image/video processors and chat template, a small BPE tokenizer); the model keeps the
-    published vocabulary size, so the embedding and LM-head costs are real while token ids stay
-    below the tokenizer's size.
-    """
-    from .core.capture import enable_capture
-    from .core.models import adapter_for
-    from .core.model_configs import mllm_config, mllm_model_type
-
-    model_type = mllm_model_type(name)
-    processor, top_ids, text_ids = real_processor(model_type)
-    hf_config = mllm_config(name, top_ids, text_ids)
-    adapter_cls = adapter_for(model_type)
-    with torch.device(device):  # initialise directly on the device: no host copy of the weights
-        model = adapter_cls._hf_model_class(model_type)._from_config(hf_config, dtype=dtype)
-    model.eval()
-    # the text config may name no eos (Qwen3-VL): generation must still know where answers end
-    model.generation_config.eos_token_id = text_ids["eos_token_id"]
-    model.generation_config.pad_token_id = text_ids["pad_token_id"]
-    enable_capture(model)
-    return adapter_cls(model, processor, config)
-
-
-def build_real_sam2(name: str, device: torch.device) -> Any:
-    """Random-weight SAM2.1 video model of the published ``name`` architecture (fp32, §7.1)."""
-    from transformers import (
-        Sam2ImageProcessor,
-        Sam2VideoModel,
-        Sam2VideoProcessor,
-        Sam2VideoVideoProcessor,
-    )
-
-    from .core.model_configs import sam2_video_config
-    from .core.models.sam2.segmenter import Sam2Segmenter
-    from .core.models.sam2.tiny import OBJECT_SCORE_BIAS
-
-    with torch.device(device):
-        model = Sam2VideoModel(sam2_video_config(name)).eval()
-    with torch.no_grad():
-        # random object-score logits sit near 0 and SAM2 blanks masks whose logit is <= 0; the
-        # bias keeps objects "present" so propagation does its normal amount of work
-        model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(OBJECT_SCORE_BIAS)
-    # processor defaults are the released models' (1024 px input, 256 px low-res masks)
-    processor = Sam2VideoProcessor(image_processor=Sam2ImageProcessor(),
-                                   video_processor=Sam2VideoVideoProcessor())
-    return Sam2Segmenter(model, processor, torch.device(device), torch.float32, name=name)
-
-
 def build_pipeline(models: ModelSet, config: DecafConfig, tiny_dir: str | None) -> DecafPipeline:
     """Load (tiny) or build (real, random weights) both models and join them in a pipeline."""
     from .core.loading import pick_device, pick_dtype
@@ -435,13 +278,14 @@ def build_pipeline(models: ModelSet, config: DecafConfig, tiny_dir: str | None) 
     from .core.models.sam2.segmenter import Sam2Segmenter
 
     device = pick_device(config.device)
-    mllm_dir, sam2_dir = _tiny_dirs(tiny_dir) if models.tiny_mllm or models.sam2 == "tiny" else ("", "")
+    root = Path(tiny_dir) if tiny_dir else None
     if models.tiny_mllm:
-        mllm_dir = mllm_dir if models.mllm == "tiny" else tiny_mllm_dir(models.mllm, tiny_dir)
+        mllm_dir = tiny_models.ensure_built(TINY_MLLMS[models.mllm], root)
         mllm = load_mllm(mllm_dir, device=device, dtype=pick_dtype(config.dtype, device), config=config)
     else:
         mllm = build_real_mllm(models.mllm, device, pick_dtype(config.dtype, device), config)
     if models.sam2 == "tiny":
+        sam2_dir = tiny_models.ensure_built(tiny_models.tiny_sam2(), root)
         sam2 = Sam2Segmenter.from_pretrained(sam2_dir, device=device, dtype="float32")
     else:
         sam2 = build_real_sam2(models.sam2, device)
@@ -845,9 +689,10 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="decaf-bench", description=__doc__.split("\n\n")[0],
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--models", default="all", help="'tiny', 'tiny-all' (every family's tiny model), 'real', "
-                   "'all' (default: tiny + real) or MLLM:SAM2 pairs, e.g. qwen2.5-vl-7b:sam2.1-hiera-large,"
-                   "tiny-internvl; MLLMs: " + ", ".join(TINY_MLLMS) + " and the real "
-                   "architectures of core.model_configs; real pairs are skipped on CPU")
+                   "'all' (default: tiny + real) or MLLM:SAM2 pairs, e.g. qwen2.5-vl-7b:sam2.1-hiera-large;"
+                   " MLLMs: " + ", ".join(TINY_MLLMS) + " and the published "
+                   "architectures of the model families (core/models/<family>/configs.py); real pairs are "
+                   "skipped on CPU")
     p.add_argument("--device", default="auto", help="auto (cuda when available), cpu or cuda[:N]")
     p.add_argument("--dtype", default="auto", help="MLLM dtype: auto (bf16 on cuda, fp32 on cpu), float32, ...")
     p.add_argument("--allow-cpu-real", action="store_true", help="run real-size models even on CPU")

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from .core.config import DTYPES, DecafConfig
 from .core.loading import ModelLoadError
 from .core.overlay import draw_overlay, image_strip
-from .core.pipeline import DecafPipeline, InputError, build_tiny_models, validate_query
+from .core.pipeline import DecafPipeline, InputError, validate_query
 from .core.result import GroundingResult
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
@@ -135,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--mllm", default=defaults.mllm, help="MLLM hub id or local folder")
     parser.add_argument("--sam2", default=defaults.sam2, help="SAM2 hub id or local folder")
     parser.add_argument("--tiny", action="store_true",
-                        help="use the built-in tiny random models (plumbing check; masks are meaningless)")
+                        help="use the built-in tiny random models with reduced settings (plumbing check; masks are "
+                             "meaningless; overrides --mllm, --sam2, --key-frames, --video-max-tokens, "
+                             "--max-new-tokens and --rollout-start-layer)")
     parser.add_argument("--device", default=defaults.device, help="auto, cpu, cuda or cuda:N")
     parser.add_argument("--dtype", default=defaults.dtype, choices=DTYPES, help="MLLM dtype")
     parser.add_argument("--coarse-only", action="store_true", help="attention masks only (key frames), no SAM2")
@@ -153,10 +155,14 @@ def run(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     validate_query(args.query)
     frames, names = read_frames(args.input)
-    mllm, sam2 = build_tiny_models() if args.tiny else (args.mllm, args.sam2)
-    config = DecafConfig(mllm=mllm, sam2=sam2, device=args.device, dtype=args.dtype,
+    config = DecafConfig(mllm=args.mllm, sam2=args.sam2, device=args.device, dtype=args.dtype,
                          num_key_frames=args.key_frames, rollout_start_layer=args.rollout_start_layer,
                          video_max_tokens=args.video_max_tokens, max_new_tokens=args.max_new_tokens)
+    if args.tiny:
+        from .devtools.tiny_models import tiny_config, tiny_warning
+
+        config = tiny_config(config)
+        print(f"decaf-segment: {tiny_warning(config, '--tiny was given')}", file=sys.stderr)
     pipeline = DecafPipeline.from_config(config, load_sam2=not args.coarse_only)
     stages = STAGES[:7] if args.coarse_only else STAGES
     with tqdm(total=len(stages), desc="grounding", unit="stage") as bar:

@@ -11,7 +11,6 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import torch
@@ -20,7 +19,7 @@ from . import prompts
 from .config import DecafConfig
 from .frames import key_frame_indices
 from .fusion import coarse_masks, coarse_targets, fuse_maps
-from .loading import ModelLoadError, pick_device, pick_dtype
+from .loading import pick_device, pick_dtype
 from .models import MLLMAdapter, load_mllm
 from .models.sam2.segmenter import Sam2Segmenter
 from .result import STAGE_COARSE, STAGE_DENSE, GroundingResult, Tracklet, TrackResult
@@ -302,50 +301,3 @@ class DecafPipeline:
         if self.sam2 is not None and self._stream_open:
             self.sam2.stop_stream()
         self._stream_open = False
-
-
-# Random attention is nearly flat, so at reference sizes it yields hundreds of SAM2 clicks per key frame;
-# the tiny fallback only demonstrates the plumbing and keeps every stage small.
-TINY_LIMITS = {"num_key_frames": 4, "video_max_tokens": 16, "max_new_tokens": 8}
-
-
-def tiny_model_dir() -> Path:
-    """Where the built-in tiny random models are written (per user cache)."""
-    return Path.home() / ".cache" / "decaf_ros" / "tiny-models"
-
-
-def build_tiny_models(folder: Path | None = None) -> tuple[str, str]:
-    """Build (once) and return local folders of the tiny random Qwen2.5-VL and SAM2 models."""
-    from .models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl
-    from .models.sam2.tiny import build_tiny_sam2
-
-    folder = folder or tiny_model_dir()
-    mllm_dir, sam2_dir = folder / "qwen2_5_vl", folder / "sam2"
-    if not (mllm_dir / "config.json").exists():
-        build_tiny_qwen2_5_vl(mllm_dir)
-    if not (sam2_dir / "config.json").exists():
-        build_tiny_sam2(sam2_dir)
-    return str(mllm_dir), str(sam2_dir)
-
-
-def load_pipeline(
-    config: DecafConfig, allow_tiny_fallback: bool = False,
-) -> tuple[DecafPipeline, str | None]:
-    """Load the configured models; optionally fall back to the tiny random models.
-
-    Returns (pipeline, warning). ``warning`` is None when the configured models loaded; otherwise it
-    explains, loudly, that the tiny random models are in use and their masks are meaningless.
-    """
-    try:
-        return DecafPipeline.from_config(config), None
-    except ModelLoadError as error:
-        if not allow_tiny_fallback:
-            raise
-        mllm_dir, sam2_dir = build_tiny_models()
-        tiny = config.with_overrides(mllm=mllm_dir, sam2=sam2_dir, rollout_start_layer=None, **TINY_LIMITS)
-        limits = ", ".join(f"{k}={getattr(tiny, k)}" for k in TINY_LIMITS)
-        warning = (f"USING TINY RANDOM MODELS — masks are NOT meaningful. The configured models could not be "
-                   f"loaded: {error}. Tiny models from {Path(mllm_dir).parent} demonstrate the plumbing only, "
-                   f"with reduced settings ({limits}) so a CPU run takes seconds.")
-        log.warning(warning)
-        return DecafPipeline.from_config(tiny), warning

@@ -1,12 +1,14 @@
 """The recipe every tiny random MLLM shares: in-process tokenizer, toy Qwen2 LLM, seeded save.
 
-Each family module keeps what is its own (special tokens, chat template, processors, vision
-tower); this module holds the steps that must stay identical across them so the tiny models
-remain comparable and byte-for-byte reproducible.
+Each family's ``tiny.py`` (``decaf_ros/core/models/<family>/``) keeps what is its own (special
+tokens, chat template, processors, vision tower) and lists its tiny models as ``TinyModel``s;
+this module holds the steps that must stay identical across them so the tiny models remain
+comparable and byte-for-byte reproducible.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +39,17 @@ TEXT_CONFIG: dict[str, Any] = dict(
     num_key_value_heads=2,  # GQA: exercises repeat_kv
     max_position_embeddings=4096,
 )
+
+
+
+@dataclass(frozen=True)
+class TinyModel:
+    """One tiny random checkpoint a family offers."""
+
+    name: str  # short name; the benchmark's model set is "tiny-<name>"
+    folder: str  # its folder in the tiny-model cache (MLLMs: the saved config's model_type)
+    build: Callable[[Path], Path]  # build(folder) writes model + processor there, returns the folder
+
 
 EOS_TOKEN = "<|im_end|>"
 PAD_TOKEN = "<|endoftext|>"

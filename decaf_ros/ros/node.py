@@ -160,7 +160,7 @@ class DecafNode(Node):
         self._status_timer = self.create_timer(1.0 / p.status_rate_hz, self.publish_status)
 
     def _default_factory(self, params: NodeParams) -> Any:
-        from decaf_ros.core.pipeline import load_pipeline  # heavy (torch/transformers): only when used
+        from decaf_ros.devtools.tiny_models import load_pipeline  # heavy (torch/transformers): only when used
 
         pipeline, warning = load_pipeline(params.core, allow_tiny_fallback=params.fallback_to_tiny_models)
         if warning:

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from decaf_ros import benchmark
-from decaf_ros.core import model_configs
+from decaf_ros.devtools import real_size
 
 TINY_ARGS = ["--frames", "4", "--key-frames", "2", "--size", "64x48", "--video-max-tokens", "6",
              "--gen-tokens", "2", "--track-frames", "2", "--frame-batch", "2", "--threads", "1",
@@ -110,45 +110,41 @@ def test_model_set_names() -> None:
     assert names[-1] == "qwen3-vl-8b+sam2.1-hiera-large"
 
 
-# §10 of the method notes: LLM depth and rollout start layer of every evaluated checkpoint (Qwen3-VL:
-# 36 layers per its config.json, start at half depth like the others).
-PUBLISHED_DEPTH = {"qwen2-vl-2b": (28, 14), "qwen2-vl-7b": (28, 14), "qwen2.5-vl-3b": (36, 18),
-                   "qwen2.5-vl-7b": (28, 14), "qwen3-vl-4b": (36, 18), "qwen3-vl-8b": (36, 18),
-                   "internvl3-2b": (28, 14), "internvl3-8b": (28, 14), "internvl3-14b": (48, 24),
-                   "llava-ov-7b": (28, 14)}
+MLLMS = sorted(real_size.published_mllms())
+SAM2S = sorted(real_size.published_sam2())
 
 
-def test_every_published_mllm_has_a_depth_entry() -> None:
-    assert set(PUBLISHED_DEPTH) == set(model_configs.MLLM_CONFIGS)
-
-
-@pytest.mark.parametrize("name", sorted(model_configs.MLLM_CONFIGS))
+@pytest.mark.parametrize("name", MLLMS)
 def test_real_build_wraps_each_family_in_its_adapter(name: str) -> None:
-    """On the meta device: the family's model class and adapter, the rollout from half depth."""
+    """On the meta device: the family's model class and adapter, the rollout from half depth (§10)."""
     from decaf_ros.core.config import DecafConfig
     from decaf_ros.core.models import adapter_for
 
-    adapter = benchmark.build_real_mllm(name, torch.device("meta"), torch.bfloat16, DecafConfig())
-    model_type = model_configs.mllm_model_type(name)
+    _, published = real_size.published_mllms()[name]
+    adapter = real_size.build_real_mllm(name, torch.device("meta"), torch.bfloat16, DecafConfig())
+    model_type = real_size.mllm_model_type(name)
     assert isinstance(adapter, adapter_for(model_type))
     assert adapter.model.config.model_type == model_type
-    assert (adapter.num_layers, adapter.start_layer) == PUBLISHED_DEPTH[name]
+    assert (adapter.num_layers, adapter.start_layer) == (published.llm_layers, published.llm_layers // 2)
     # the tokenizer's ids fit in the published vocabulary the model keeps
     assert len(adapter.processor.tokenizer) < adapter.model.config.get_text_config().vocab_size
 
 
-@pytest.mark.parametrize("name", sorted(model_configs.MLLM_CONFIGS) + sorted(model_configs.SAM2_CONFIGS))
+@pytest.mark.parametrize("name", MLLMS + SAM2S)
 def test_published_configs_have_the_published_size(name: str) -> None:
     """Built on the meta device (no memory, no init): parameter count within 0.5% of the release."""
     from transformers import Sam2VideoModel
 
     from decaf_ros.core.models import adapter_for
+    from decaf_ros.core.models.registry import SAM2_FAMILY, family_module
 
     with torch.device("meta"):
-        if name in model_configs.MLLM_CONFIGS:
-            model_type = model_configs.mllm_model_type(name)
-            model = adapter_for(model_type)._hf_model_class(model_type)(model_configs.mllm_config(name))
+        if name in MLLMS:
+            model_type = real_size.mllm_model_type(name)
+            model = adapter_for(model_type)._hf_model_class(model_type)(real_size.mllm_config(name))
+            published = real_size.published_mllms()[name][1]
         else:
-            model = Sam2VideoModel(model_configs.sam2_video_config(name))
+            model = Sam2VideoModel(family_module(SAM2_FAMILY, "configs").video_config(name))
+            published = real_size.published_sam2()[name]
     params = sum(p.numel() for p in model.parameters())
-    assert params == pytest.approx(model_configs.PUBLISHED_PARAMS[name], rel=5e-3)
+    assert params == pytest.approx(published.params, rel=5e-3)

@@ -1,4 +1,4 @@
-"""The MLLM adapter interface, the registry of model families, and ``load_mllm``.
+"""The MLLM adapter interface, the model_type -> adapter table, and ``load_mllm``.
 
 An adapter hides one model family's visual tokenisation: it builds the prompt, runs the
 prefill (and greedy generation) with the rollout capture active, and returns the rollout
@@ -6,7 +6,6 @@ values at the visual tokens reshaped to (t, h, w). Everything downstream is fami
 """
 from __future__ import annotations
 
-import importlib
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -16,6 +15,7 @@ import torch
 
 from ..config import DecafConfig
 from ..loading import ModelLoadError, load_errors, resolve_model_source
+from .registry import load_mllm_adapters
 
 
 @dataclass
@@ -55,14 +55,7 @@ class MLLMAdapter(ABC):
         """Text-only chat turn (P2); greedy."""
 
 
-_REGISTRY: dict[str, type[MLLMAdapter]] = {}
-# Modules that register the built-in families when imported (kept lazy: they import transformers models).
-_BUILTIN_MODULES = (
-    "decaf_ros.core.models.qwen2_5_vl.adapter",
-    "decaf_ros.core.models.llava_onevision.adapter",
-    "decaf_ros.core.models.qwen3_vl.adapter",
-    "decaf_ros.core.models.internvl.adapter",
-)
+_ADAPTERS: dict[str, type[MLLMAdapter]] = {}  # HF model_type -> adapter class
 
 
 def register_adapter(*model_types: str) -> Callable[[type[MLLMAdapter]], type[MLLMAdapter]]:
@@ -70,31 +63,26 @@ def register_adapter(*model_types: str) -> Callable[[type[MLLMAdapter]], type[ML
 
     def decorate(cls: type[MLLMAdapter]) -> type[MLLMAdapter]:
         for name in model_types:
-            _REGISTRY[name] = cls
+            _ADAPTERS[name] = cls
         return cls
 
     return decorate
 
 
-def _load_builtins() -> None:
-    for module in _BUILTIN_MODULES:
-        importlib.import_module(module)
-
-
 def supported_model_types() -> list[str]:
     """HF ``model_type`` names that have an adapter."""
-    _load_builtins()
-    return sorted(_REGISTRY)
+    load_mllm_adapters()  # imported lazily: the adapters import transformers models
+    return sorted(_ADAPTERS)
 
 
 def adapter_for(model_type: str) -> type[MLLMAdapter]:
     """The adapter class for a config ``model_type``; UnsupportedModelError otherwise."""
-    _load_builtins()
-    if model_type not in _REGISTRY:
+    load_mllm_adapters()  # imported lazily: the adapters import transformers models
+    if model_type not in _ADAPTERS:
         raise UnsupportedModelError(
             f"unsupported MLLM architecture '{model_type}'; supported model types: "
-            f"{', '.join(sorted(_REGISTRY))}")
-    return _REGISTRY[model_type]
+            f"{', '.join(sorted(_ADAPTERS))}")
+    return _ADAPTERS[model_type]
 
 
 def rollout_start_layer(num_layers: int, configured: int | None) -> int:

@@ -10,8 +10,17 @@ are both exercised while sequences stay short.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from decaf_ros.devtools.tiny_recipe import TEXT_CONFIG, chat_tokenizer, qwen2_token_fields, save_tiny, token_ids, train_tokenizer
+from decaf_ros.devtools.tiny_recipe import (
+    TEXT_CONFIG,
+    TinyModel,
+    chat_tokenizer,
+    qwen2_token_fields,
+    save_tiny,
+    token_ids,
+    train_tokenizer,
+)
 from ..qwen2_5_vl.tiny import SPECIAL_TOKENS as QWEN_SPECIAL_TOKENS
 
 TILE_PX = 56
@@ -47,17 +56,17 @@ def _build_tokenizer():
     return chat_tokenizer(tok, model_max_length=8192, extra_special_tokens=NAMED_TOKENS)
 
 
-def _build_processor():
+def _build_processor(tile_px: int = TILE_PX, tile_tokens: int = TILE_TOKENS):
     from transformers import GotOcr2ImageProcessor, InternVLProcessor, InternVLVideoProcessor
 
-    common = dict(size={"height": TILE_PX, "width": TILE_PX}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
+    common = dict(size={"height": tile_px, "width": tile_px}, image_mean=IMAGENET_MEAN, image_std=IMAGENET_STD)
     image_processor = GotOcr2ImageProcessor(crop_to_patches=False, min_patches=1, max_patches=12, **common)
     video_processor = InternVLVideoProcessor(**common)
     return InternVLProcessor(
         image_processor=image_processor,
         tokenizer=_build_tokenizer(),
         video_processor=video_processor,
-        image_seq_length=TILE_TOKENS,
+        image_seq_length=tile_tokens,
         chat_template=CHAT_TEMPLATE,
     )
 
@@ -98,3 +107,18 @@ def build_tiny_internvl(folder: str | Path, seed: int = 0) -> Path:
     processor = _build_processor()
     config = _build_config(processor.tokenizer)
     return save_tiny(folder, InternVLForConditionalGeneration, config, processor, seed, generation_eos_pad=True)
+
+
+TINY = (TinyModel("internvl", "internvl", build_tiny_internvl),)
+
+
+def real_size_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """(processor, outer-config token ids, LLM token ids) for a random-weight build at real size.
+
+    The recipe at the real tile: 448 px, 14 px patches, pixel shuffle 0.5 -> 16x16 = 256 tokens.
+    """
+    from .configs import REAL_TILE_PX, REAL_TILE_TOKENS
+
+    processor = _build_processor(REAL_TILE_PX, REAL_TILE_TOKENS)
+    ids = token_ids(processor.tokenizer, QWEN_SPECIAL_TOKENS + INTERNVL_TOKENS)
+    return processor, {"image_token_id": ids["<IMG_CONTEXT>"]}, qwen2_token_fields(ids)

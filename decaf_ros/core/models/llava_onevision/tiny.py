@@ -9,8 +9,17 @@ Tests load it back through ``from_pretrained`` like a real checkpoint.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from decaf_ros.devtools.tiny_recipe import TEXT_CONFIG, chat_tokenizer, qwen2_token_fields, save_tiny, token_ids, train_tokenizer
+from decaf_ros.devtools.tiny_recipe import (
+    TEXT_CONFIG,
+    TinyModel,
+    chat_tokenizer,
+    qwen2_token_fields,
+    save_tiny,
+    token_ids,
+    train_tokenizer,
+)
 
 TILE = 98  # px per anyres tile and per video frame (real: 384)
 PATCH = 14
@@ -89,3 +98,24 @@ def build_tiny_llava_onevision(folder: str | Path, seed: int = 0, tile: int = TI
     processor = _build_processor(tile)
     config = _build_config(processor.tokenizer, tile)
     return save_tiny(folder, LlavaOnevisionForConditionalGeneration, config, processor, seed)
+
+
+TINY = (TinyModel("llava-ov", "llava_onevision", build_tiny_llava_onevision),)
+
+
+def real_size_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """(processor, outer-config token ids, LLM token ids) for a random-weight build at real size.
+
+    The recipe at the real 384 px tile, in the adapter's processor class.
+    """
+    from .adapter import TileGridProcessor
+    from .configs import REAL_TILE_PX
+
+    p = _build_processor(REAL_TILE_PX)
+    processor = TileGridProcessor(
+        image_processor=p.image_processor, tokenizer=p.tokenizer, video_processor=p.video_processor,
+        num_image_tokens=p.num_image_tokens, vision_feature_select_strategy=p.vision_feature_select_strategy,
+        vision_aspect_ratio=p.vision_aspect_ratio, chat_template=p.chat_template)
+    ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
+    return (processor, {"image_token_index": ids["<image>"], "video_token_index": ids["<video>"]},
+            qwen2_token_fields(ids))

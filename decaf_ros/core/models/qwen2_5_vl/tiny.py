@@ -9,7 +9,15 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from decaf_ros.devtools.tiny_recipe import TEXT_CONFIG, chat_tokenizer, qwen2_token_fields, save_tiny, token_ids, train_tokenizer
+from decaf_ros.devtools.tiny_recipe import (
+    TEXT_CONFIG,
+    TinyModel,
+    chat_tokenizer,
+    qwen2_token_fields,
+    save_tiny,
+    token_ids,
+    train_tokenizer,
+)
 
 # The family's special tokens, in the order the real vocabulary lists them.
 SPECIAL_TOKENS = [
@@ -121,14 +129,20 @@ def build_tiny_qwen2_5_vl(folder: str | Path, seed: int = 0) -> Path:
     return save_tiny(folder, Qwen2_5_VLForConditionalGeneration, config, processor, seed)
 
 
-def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
-    """Tiny random Qwen2-VL (same tokenizer, processors and LLM shape; Qwen2-VL vision tower)."""
-    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration, Qwen2VLProcessor
+def _qwen2_vl_processor(parts: Any) -> Any:
+    """The Qwen2.5-VL recipe's tokenizer and image/video processors in Qwen2-VL's processor class."""
+    from transformers import Qwen2VLProcessor
 
-    parts = _build_processor()
-    processor = Qwen2VLProcessor(
+    return Qwen2VLProcessor(
         image_processor=parts.image_processor, tokenizer=parts.tokenizer,
         video_processor=parts.video_processor, chat_template=CHAT_TEMPLATE)
+
+
+def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
+    """Tiny random Qwen2-VL (same tokenizer, processors and LLM shape; Qwen2-VL vision tower)."""
+    from transformers import Qwen2VLConfig, Qwen2VLForConditionalGeneration
+
+    parts = _build_processor()
     base = _build_config(parts.tokenizer)
     config = Qwen2VLConfig(
         text_config=base.text_config.to_dict(),
@@ -136,4 +150,23 @@ def build_tiny_qwen2_vl(folder: str | Path, seed: int = 0) -> Path:
                            patch_size=14, spatial_merge_size=2, temporal_patch_size=2),
         **vision_token_fields(token_ids(parts.tokenizer, SPECIAL_TOKENS)),
     )
-    return save_tiny(folder, Qwen2VLForConditionalGeneration, config, processor, seed)
+    return save_tiny(folder, Qwen2VLForConditionalGeneration, config, _qwen2_vl_processor(parts), seed)
+
+
+TINY = (
+    TinyModel("qwen2.5-vl", "qwen2_5_vl", build_tiny_qwen2_5_vl),
+    TinyModel("qwen2-vl", "qwen2_vl", build_tiny_qwen2_vl),
+)
+
+
+def real_size_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """(processor, outer-config token ids, LLM token ids) for a random-weight build at real size.
+
+    The recipe's image and video processors already carry the real checkpoints' settings; only
+    the tokenizer is small (its ids stay below the published vocabulary the model keeps).
+    """
+    processor = _build_processor()
+    if model_type == "qwen2_vl":
+        processor = _qwen2_vl_processor(processor)
+    ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
+    return processor, vision_token_fields(ids), qwen2_token_fields(ids)

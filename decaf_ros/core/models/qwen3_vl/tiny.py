@@ -8,8 +8,18 @@ groups, and a chat template that adds no system message unless one is given.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
-from decaf_ros.devtools.tiny_recipe import PAD_TOKEN, TEXT_CONFIG, chat_tokenizer, save_tiny, token_ids, train_tokenizer
+from decaf_ros.devtools.tiny_recipe import (
+    PAD_TOKEN,
+    TEXT_CONFIG,
+    TinyModel,
+    chat_tokenizer,
+    qwen2_token_fields,
+    save_tiny,
+    token_ids,
+    train_tokenizer,
+)
 from ..qwen2_5_vl.tiny import CONTENT_ITEMS, SPECIAL_TOKENS, VISION_CONFIG, vision_token_fields
 
 # Qwen3-VL chat template without the tool-calling and reasoning branches: a system turn only
@@ -77,3 +87,17 @@ def build_tiny_qwen3_vl(folder: str | Path, seed: int = 0) -> Path:
     processor = _build_processor()
     config = _build_config(processor.tokenizer)
     return save_tiny(folder, Qwen3VLForConditionalGeneration, config, processor, seed, generation_eos_pad=True)
+
+
+TINY = (TinyModel("qwen3-vl", "qwen3_vl", build_tiny_qwen3_vl),)
+
+
+def real_size_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
+    """(processor, outer-config token ids, LLM token ids) for a random-weight build at real size.
+
+    The recipe's processors carry the real checkpoints' settings; the small tokenizer's ids stay
+    below the published vocabulary.
+    """
+    processor = _build_processor()
+    ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
+    return processor, vision_token_fields(ids), qwen2_token_fields(ids)

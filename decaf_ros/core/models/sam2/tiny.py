@@ -8,8 +8,11 @@ weights are random, so masks are arbitrary; only shapes and plumbing are meaning
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import torch
+
+from decaf_ros.devtools.tiny_recipe import TinyModel
 
 IMAGE_SIZE = 128  # input side; the real models use 1024
 HIDDEN = 128  # FPN / decoder / memory-attention width (64 breaks the memory path, 128 works)
@@ -75,6 +78,17 @@ def _tiny_processor():
     )
 
 
+def make_objects_present(model: torch.nn.Module) -> None:
+    """Bias the object-score head of a random-weight model so that objects count as present.
+
+    Random object-score logits sit near 0, and SAM2 blanks the whole mask when they are <= 0; a
+    positive bias makes objects "present", so masks are non-empty and propagation does its
+    normal amount of work.
+    """
+    with torch.no_grad():
+        model.mask_decoder.pred_obj_score_head.proj_out.bias.add_(OBJECT_SCORE_BIAS)
+
+
 def build_tiny_sam2(folder: str | Path) -> Path:
     """Build the tiny model + processor with fixed seeds and save both into `folder`."""
     from transformers import Sam2VideoModel
@@ -89,9 +103,17 @@ def build_tiny_sam2(folder: str | Path) -> Path:
         for name, param in model.named_parameters():
             if torch.count_nonzero(param) == 0 and param.dim() > 1:
                 torch.nn.init.normal_(param, std=0.02)
-        # Random object-score logits sit near 0, and SAM2 blanks the whole mask when they are <= 0;
-        # a positive bias makes objects "present" so downstream code sees non-empty masks.
-        model.mask_decoder.pred_obj_score_head.proj_out.bias.data.add_(OBJECT_SCORE_BIAS)
+        make_objects_present(model)
     model.save_pretrained(folder)
     _tiny_processor().save_pretrained(folder)
     return folder
+
+
+TINY = (TinyModel("sam2", "sam2", build_tiny_sam2),)
+
+
+def real_size_processor() -> Any:
+    """The released models' processor settings (1024 px input, 256 px low-res masks): the defaults."""
+    from transformers import Sam2ImageProcessor, Sam2VideoProcessor, Sam2VideoVideoProcessor
+
+    return Sam2VideoProcessor(image_processor=Sam2ImageProcessor(), video_processor=Sam2VideoVideoProcessor())
