@@ -40,8 +40,9 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from decaf_ros.core.rollout import VMaxRollout  # noqa: E402
+from decaf_ros.devtools.dense import causal_probs, naive_vmax_rollout  # noqa: E402
 from decaf_ros.devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb  # noqa: E402
-from decaf_ros.core.rollout import VMaxRollout, naive_vmax_rollout  # noqa: E402
 
 VARIANTS = ("streaming", "naive_layer", "naive_dense", "streaming_qk", "naive_dense_qk")
 REFERENCE = {"streaming": "naive_dense", "naive_layer": "naive_dense", "naive_dense": "naive_dense",
@@ -79,16 +80,6 @@ def layer_qk(args, layer: int) -> tuple[torch.Tensor, torch.Tensor]:
     q = torch.randn(args.batch, args.heads, args.length, args.head_dim, generator=gen).mul_(2.0)
     k = torch.randn(args.batch, args.kv_heads, args.length, args.head_dim, generator=gen)
     return q, k
-
-
-def dense_probs_from_qk(q: torch.Tensor, k: torch.Tensor, scaling: float) -> torch.Tensor:
-    """§4.2 as the reference code does it: GQA-expand K, dense fp32 causal softmax -> (B, H, L, L)."""
-    from transformers.integrations.sdpa_attention import repeat_kv
-
-    # the dense path the capture ran before add_layer_qk
-    from decaf_ros.core.capture import _causal_probs
-
-    return _causal_probs(q, repeat_kv(k, q.shape[1] // k.shape[1]), scaling)
 
 
 # ---------------------------------------------------------------- workers
@@ -158,7 +149,7 @@ def run_naive_dense_qk(args, mask, reset_ok):
     for layer in range(args.layers):
         q, k = layer_qk(args, layer)
         t0 = time.perf_counter()
-        layers.append(dense_probs_from_qk(q, k, scaling))
+        layers.append(causal_probs(q, k, scaling))
         compute += time.perf_counter() - t0
         del q, k
     t0 = time.perf_counter()
@@ -177,7 +168,7 @@ def worker(args) -> None:
     roll.last_token_row()
     if args.worker.endswith("_qk"):  # also import and warm up the Q/K paths before the baseline
         q, k = torch.randn(1, 4, 64, 8), torch.randn(1, 2, 64, 8)
-        naive_vmax_rollout([dense_probs_from_qk(q, k, 0.3)], torch.ones(1, 64, dtype=torch.bool))
+        naive_vmax_rollout([causal_probs(q, k, 0.3)], torch.ones(1, 64, dtype=torch.bool))
         roll = VMaxRollout(torch.ones(1, 64, dtype=torch.bool), row_block=16)
         roll.add_layer_qk(q, k, 0.3)
         roll.last_token_row()

@@ -4,9 +4,9 @@ Runs ``DecafPipeline.ground`` on a synthetic clip and reports, per stage (P1/P2/
 fusion, coarse masks, SAM2 stage 1, tracklet scoring, SAM2 full propagation):
   - wall time (the pipeline's own stage clock),
   - the part spent in the attention rollout (``VMaxRollout.add_layer``/``add_layer_qk`` +
-    ``last_token_row``; fed Q/K, that includes the blockwise fp32 probability recomputation)
-    and in the capture's whole-layer probability function (when the capture uses it), measured
-    by wrapping those functions for the duration of the run (the core modules are not modified),
+    ``last_token_row``; fed Q/K, that includes the blockwise fp32 probability recomputation),
+    measured by wrapping those functions for the duration of the run (the core modules are not
+    modified),
   - peak CPU RSS (Linux VmHWM, reset at every stage start) and, on CUDA, peak allocated GPU
     memory (``torch.cuda.max_memory_allocated``, reset at every stage start);
 then streaming tracking per frame, and a side-by-side of the streaming rollout against the
@@ -37,12 +37,12 @@ from typing import Any
 import numpy as np
 import torch
 
-from .core import capture as capture_mod
 from .core.config import DecafConfig
 from .core.frames import key_frame_indices
 from .core.pipeline import DecafPipeline
-from .core.rollout import VMaxRollout, naive_vmax_rollout
+from .core.rollout import VMaxRollout
 from .devtools import tiny_models
+from .devtools.dense import causal_probs, naive_vmax_rollout
 from .devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
 from .devtools.real_size import build_real_mllm, build_real_sam2
 
@@ -121,17 +121,15 @@ class StageProbe:
 
 @dataclass
 class RolloutTimer:
-    """Seconds inside the rollout and the dense attention recomputation, per pipeline stage.
+    """Seconds inside the rollout, per pipeline stage.
 
     ``rollout_s`` is time inside ``VMaxRollout`` (``add_layer``, ``add_layer_qk``,
     ``last_token_row``); when the capture feeds Q/K, that includes the blockwise fp32
-    probability recomputation. ``attn_probs_s`` is the capture's whole-layer probability
-    function, when the capture uses it.
+    probability recomputation.
     """
 
     stage_of: Callable[[], str | None]
     rollout_s: dict[str, float] = field(default_factory=dict)
-    attn_probs_s: dict[str, float] = field(default_factory=dict)
     shapes: dict[str, list[tuple[int, int, int]]] = field(default_factory=dict)  # (B, H, L) per capture
 
     def _add(self, table: dict[str, float], seconds: float) -> None:
@@ -159,21 +157,16 @@ class RolloutTimer:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator["RolloutTimer"]:
-        """Wrap the VMaxRollout entry points and the capture's probability function."""
-        names = [n for n in ("add_layer", "add_layer_qk", "last_token_row") if hasattr(VMaxRollout, n)]
+        """Wrap the VMaxRollout entry points."""
+        names = ("add_layer", "add_layer_qk", "last_token_row")
         saved = {n: getattr(VMaxRollout, n) for n in names}
-        causal_probs = getattr(capture_mod, "_causal_probs", None)
         for n in names:
             setattr(VMaxRollout, n, self._timed(saved[n], self.rollout_s))
-        if causal_probs is not None:
-            capture_mod._causal_probs = self._timed(causal_probs, self.attn_probs_s)
         try:
             yield self
         finally:
             for n in names:
                 setattr(VMaxRollout, n, saved[n])
-            if causal_probs is not None:
-                capture_mod._causal_probs = causal_probs
 
 
 def _result_device(value: Any) -> torch.device:
@@ -193,8 +186,7 @@ class RecordedLayer:
         """The §4.2 probabilities, computed whole as the reference does."""
         if self.probs is not None:
             return self.probs
-        groups = self.query.shape[1] // self.key.shape[1]
-        return capture_mod._causal_probs(self.query, self.key.repeat_interleave(groups, dim=1), self.scaling)
+        return causal_probs(self.query, self.key, self.scaling)
 
     def feed(self, rollout: VMaxRollout) -> None:
         """Hand the layer to a rollout the same way the capture did."""
@@ -348,7 +340,6 @@ def measure_grounding(pipeline: DecafPipeline, frames: Sequence[np.ndarray]) -> 
     for name in STAGES:
         stages[name] = {"seconds": float(result.timings.get(name, 0.0)),
                         "rollout_s": timer.rollout_s.get(name, 0.0),
-                        "attn_probs_s": timer.attn_probs_s.get(name, 0.0),
                         **probe.memory.get(name, {})}
     return {"total_s": total, "stages": stages, "hwm_reset": probe.window.hwm_reset_ok,
             "counts": _work_counts(result, timer), "result": result}
@@ -574,7 +565,6 @@ def _sweep_point(pipeline: DecafPipeline, args: argparse.Namespace, models: Mode
     return {"frames": len(frames), "total_s": row["total_s"], "counts": row["counts"],
             "stages": {n: s["seconds"] for n, s in row["stages"].items()},
             "rollout_s": sum(s["rollout_s"] for s in row["stages"].values()),
-            "attn_probs_s": sum(s["attn_probs_s"] for s in row["stages"].values()),
             "peak_mb": max(s.get("gpu_peak_mb", s["rss_peak_mb"]) for s in row["stages"].values())}
 
 
@@ -601,16 +591,15 @@ def format_run(run: dict[str, Any]) -> str:
              f"frame batch {s['frame_batch_size']}, {s['generated_tokens']} generated tokens per answer; "
              f"L video {g['counts']['video_tokens_L']}, L frame {g['counts']['frame_tokens_L']}; "
              f"tracklets {g['counts']['tracklets']}, kept {g['counts']['kept']}", ""]
-    head = f"{'stage':<18}{'time s':>9}{'rollout s':>11}{'dense attn s':>14}{'peak RSS MiB':>14}{'ΔRSS MiB':>10}"
+    head = f"{'stage':<18}{'time s':>9}{'rollout s':>11}{'peak RSS MiB':>14}{'ΔRSS MiB':>10}"
     lines.append(head + (f"{'GPU peak MiB':>14}{'ΔGPU MiB':>10}" if gpu else ""))
     for name, st in g["stages"].items():
-        line = (f"{name:<18}{st['seconds']:>9.3f}{st['rollout_s']:>11.3f}{st['attn_probs_s']:>14.3f}"
+        line = (f"{name:<18}{st['seconds']:>9.3f}{st['rollout_s']:>11.3f}"
                 f"{_fmt(st.get('rss_peak_mb'), '.0f'):>14}{_fmt(st.get('rss_delta_mb'), '.0f'):>10}")
         lines.append(line + (f"{_fmt(st.get('gpu_peak_mb'), '.0f'):>14}{_fmt(st.get('gpu_delta_mb'), '.0f'):>10}"
                              if gpu else ""))
     rollout = sum(st["rollout_s"] for st in g["stages"].values())
-    dense = sum(st["attn_probs_s"] for st in g["stages"].values())
-    lines.append(f"{'total ground()':<18}{g['total_s']:>9.3f}{rollout:>11.3f}{dense:>14.3f}")
+    lines.append(f"{'total ground()':<18}{g['total_s']:>9.3f}{rollout:>11.3f}")
     t = run["tracking"]
     lines += ["", f"tracking ({t['objects']} object(s), {t['prompt']}): start {t['start_s']:.3f} s, per frame "
               f"mean {t['per_frame_mean_s'] * 1e3:.1f} ms / p50 {t['per_frame_p50_s'] * 1e3:.1f} ms / max "
@@ -644,7 +633,7 @@ _SWEEP_COLS = ("p1_video", "p1_frames", "p3_video", "p3_frames", "sam2_stage1", 
 
 
 def _format_sweep(title: str, rows: list[dict[str, Any]]) -> str:
-    head = (f"{'K':>3}{'size':>11}{'L vid':>7}{'L frm':>7}{'total s':>9}{'rollout':>9}{'dense':>8}"
+    head = (f"{'K':>3}{'size':>11}{'L vid':>7}{'L frm':>7}{'total s':>9}{'rollout':>9}"
             + "".join(f"{c:>{max(len(c) + 2, 9)}}" for c in _SWEEP_COLS) + f"{'trk':>5}{'peak MiB':>10}")
     lines = [title, head]
     for r in rows:
@@ -654,7 +643,7 @@ def _format_sweep(title: str, rows: list[dict[str, Any]]) -> str:
             continue
         c = r["counts"]
         lines.append(f"{r['key_frames']:>3}{size:>11}{c['video_tokens_L']:>7}{c['frame_tokens_L']:>7}"
-                     f"{r['total_s']:>9.2f}{r['rollout_s']:>9.3f}{r['attn_probs_s']:>8.3f}"
+                     f"{r['total_s']:>9.2f}{r['rollout_s']:>9.3f}"
                      + "".join(f"{r['stages'][col]:>{max(len(col) + 2, 9)}.3f}" for col in _SWEEP_COLS)
                      + f"{c['kept']:>5}{r['peak_mb']:>10.0f}")
     return "\n".join(lines)

@@ -78,24 +78,6 @@ class RolloutCapture:
         self.rollout = None  # drop the stored per-layer means
 
 
-def _causal_probs(query: torch.Tensor, key: torch.Tensor, scaling: float) -> torch.Tensor:
-    """Dense §4.2 probabilities, softmax(Q Kᵀ·scaling + causal) in fp32: (B, H, L, D) x2 -> (B, H, L, L).
-
-    Not on the capture path any more (``add_layer_qk`` recomputes them in row blocks); kept as
-    the literal dense reference for tests, benchmarks and tools that hook it. K must already be
-    expanded to all query heads. In-place max-subtract/exp/normalise: no second L×L per head.
-    """
-    length = query.shape[2]
-    scores = torch.matmul(query.float(), key.float().transpose(-1, -2))
-    scores.mul_(scaling)
-    above = torch.ones(length, length, dtype=torch.bool, device=query.device).triu_(1)
-    scores.masked_fill_(above, float("-inf"))
-    scores.sub_(scores.amax(dim=-1, keepdim=True))  # the diagonal is never masked: finite max
-    scores.exp_()
-    scores.div_(scores.sum(dim=-1, keepdim=True))
-    return scores
-
-
 def decaf_rollout_attention(
     module: torch.nn.Module,
     query: torch.Tensor,

@@ -10,23 +10,17 @@ of head h and V the visual key positions:
     Â_l    = 0.5 Ā_l + 0.5 I            (rows are not renormalised)
     R_s = Â_s,  R_l = Â_l R_{l-1},  output r = R_{N-1}[L-1, :]
 
-``naive_vmax_rollout`` is the literal dense transcription (full L×L×L products).
-``VMaxRollout`` computes the same row exactly (up to fp rounding) by storing only the
-per-layer head mean Ā_l, lower triangle only, and propagating e_{L-1} backwards:
+``VMaxRollout`` computes the row exactly (up to fp rounding) by storing only the per-layer head
+mean Ā_l, lower triangle only, and propagating e_{L-1} backwards:
 e_{L-1}ᵀ Â_{N-1} ⋯ Â_s = ((e_{L-1}ᵀ Â_{N-1}) Â_{N-2}) ⋯ Â_s, i.e. L² mat-vecs instead of L³.
 It takes a layer either as probabilities (``add_layer``) or as the post-RoPE Q and K
 (``add_layer_qk``, §4.5): the latter recomputes the probabilities in row blocks, so no
-(B, H, L, L) tensor ever exists.
+(B, H, L, L) tensor ever exists. The literal dense transcription it is checked against (full
+L×L×L products) is a development asset: ``decaf_ros.devtools.dense.naive_vmax_rollout``.
 """
 from __future__ import annotations
 
-from typing import Iterable
-
 import torch
-
-# Attention probabilities are non-negative, so a masked-out key can be set to 0 without
-# changing any max over visual keys (a row with no visual key then has max 0).
-_MASKED_PROB = 0.0
 
 
 def visual_span_mask(token_is_visual: torch.Tensor) -> torch.Tensor:
@@ -382,29 +376,3 @@ class VMaxRollout:
             rows, cols = block.shape[1], block.shape[2]
             out[:, :cols] += torch.bmm(row[:, None, r0:r0 + rows], block)[:, 0]
         return out
-
-
-def naive_vmax_rollout(
-    attn_per_layer: Iterable[torch.Tensor], visual_key_mask: torch.Tensor,
-) -> torch.Tensor:
-    """Literal dense §4: full (L, L) Â per layer and full L×L×L products. -> (B, L) fp32.
-
-    The reference for tests and benchmarks. Layers are consumed in forward order; a list
-    holds all of them at once (as ``output_attentions=True`` would), a generator one at a time.
-    """
-    product = None  # R_l, (B, L, L)
-    for attn in attn_per_layer:
-        _check_shapes(attn, visual_key_mask)
-        attn = attn.float()
-        b, h, length, _ = attn.shape
-        mask = visual_key_mask.to(device=attn.device, dtype=torch.bool)
-        row_max = attn.masked_fill(~mask[:, None, None, :], _MASKED_PROB).amax(dim=-1)  # (B, H, L)
-        w = row_max.mean(dim=-1)  # (B, H)
-        w_hat = _max_normalise(w)
-        mean = (w_hat[:, :, None, None] * attn).sum(dim=1) / h  # (B, L, L)
-        eye = torch.eye(length, dtype=torch.float32, device=attn.device)
-        a_hat = 0.5 * mean + 0.5 * eye
-        product = a_hat if product is None else torch.matmul(a_hat, product)
-    if product is None:
-        raise ValueError("naive_vmax_rollout needs at least one layer")
-    return product[:, -1, :].clone()

@@ -8,7 +8,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from decaf_ros.core import capture
 from decaf_ros.core.capture import attn_implementation_spec, capture_rollout
-from decaf_ros.core.rollout import naive_vmax_rollout, visual_span_mask
+from decaf_ros.core.rollout import visual_span_mask
+from decaf_ros.devtools.dense import naive_vmax_rollout
 
 START = 2  # of 4 tiny text layers
 

@@ -2,12 +2,8 @@
 import pytest
 import torch
 
-from decaf_ros.core.rollout import (
-    VMaxRollout,
-    naive_vmax_rollout,
-    visual_span_mask,
-    vmax_head_weights,
-)
+from decaf_ros.core.rollout import VMaxRollout, visual_span_mask, vmax_head_weights
+from decaf_ros.devtools.dense import causal_probs, naive_vmax_rollout
 
 
 def random_causal_attention(b: int, h: int, length: int, seed: int) -> torch.Tensor:
@@ -180,15 +176,6 @@ def random_qk(b: int, h: int, hkv: int, length: int, d: int, seed: int) -> tuple
     return q, k
 
 
-def dense_probs(q: torch.Tensor, k: torch.Tensor, scaling: float) -> torch.Tensor:
-    """§4.2 literally: repeat_kv, fp32 scores, plain causal mask, fp32 softmax -> (B, H, L, L)."""
-    k = k.repeat_interleave(q.shape[1] // k.shape[1], dim=1)  # == transformers' repeat_kv
-    scores = torch.matmul(q.float(), k.float().transpose(-1, -2)) * scaling
-    length = q.shape[2]
-    above = torch.ones(length, length, dtype=torch.bool).triu(1)
-    return scores.masked_fill(above, float("-inf")).softmax(dim=-1)
-
-
 @pytest.mark.parametrize("b,h,hkv,length,d,n_layers,vis,row_block", [
     (1, 4, 4, 37, 16, 2, (5, 30), 8),     # K already expanded
     (2, 6, 2, 50, 8, 3, (10, 41), 7),     # GQA, row block not dividing L
@@ -202,7 +189,7 @@ def test_qk_route_equals_probability_route(b, h, hkv, length, d, n_layers, vis, 
     layers = [random_qk(b, h, hkv, length, d, seed=40 + i) for i in range(n_layers)]
     via_probs, via_qk = VMaxRollout(mask, row_block=row_block), VMaxRollout(mask, row_block=row_block)
     for q, k in layers:
-        via_probs.add_layer(dense_probs(q, k, scaling))
+        via_probs.add_layer(causal_probs(q, k, scaling))
         via_qk.add_layer_qk(q, k, scaling)
     expected, out = via_probs.last_token_row(), via_qk.last_token_row()
     assert out.shape == (b, length) and out.dtype == torch.float32
@@ -219,7 +206,7 @@ def test_qk_route_per_item_mask_bf16_and_row_block_override():
     mask[0, [5, 6, 7, 12, 13, 20]] = True
     mask[1, [8, 9, 15, 16, 17, 30]] = True
     layers = [tuple(t.bfloat16() for t in random_qk(b, h, hkv, length, d, seed=9 + i)) for i in range(2)]
-    ref = naive_vmax_rollout([dense_probs(q, k, d ** -0.5) for q, k in layers], mask)
+    ref = naive_vmax_rollout([causal_probs(q, k, d ** -0.5) for q, k in layers], mask)
     rollout = VMaxRollout(mask, row_block=512)
     for q, k in layers:
         rollout.add_layer_qk(q, k, d ** -0.5, row_block=6)
