@@ -39,15 +39,13 @@ import torch
 
 from .core.config import DecafConfig
 from .core.frames import key_frame_indices
-from .core.pipeline import DecafPipeline
+from .core.pipeline import GROUND_STAGES, DecafPipeline
 from .core.rollout import VMaxRollout
 from .devtools import tiny_models
 from .devtools.dense import causal_probs, naive_vmax_rollout
 from .devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
 from .devtools.real_size import build_real_mllm, build_real_sam2
 
-STAGES = ("p1_video", "p1_frames", "p2_choice", "p3_video", "p3_frames", "fusion", "coarse_masks",
-          "sam2_stage1", "tracklet_scoring", "sam2_propagation")
 # The paper's reference pairings: the small MLLM with the small SAM2, the large with the large.
 REAL_PAIRS = (("qwen2.5-vl-3b", "sam2.1-hiera-tiny"), ("qwen2.5-vl-7b", "sam2.1-hiera-large"))
 # Tiny MLLM sets: "tiny" (the default family's first tiny model, as the fallback uses) and
@@ -337,7 +335,7 @@ def measure_grounding(pipeline: DecafPipeline, frames: Sequence[np.ndarray]) -> 
     total = time.perf_counter() - t0
     probe.finish()
     stages = {}
-    for name in STAGES:
+    for name in GROUND_STAGES:
         stages[name] = {"seconds": float(result.timings.get(name, 0.0)),
                         "rollout_s": timer.rollout_s.get(name, 0.0),
                         **probe.memory.get(name, {})}
@@ -441,10 +439,11 @@ def measure_naive(pipeline: DecafPipeline, frames: Sequence[np.ndarray], obj_nam
     mllm, cfg = pipeline.mllm, pipeline.config
     keys = [frames[i] for i in key_frame_indices(len(frames), cfg.num_key_frames)]
     text = prompts.background_prompt(obj_name)
+    video: list[Any] = []  # the video pass's maps size the frame path (grid_hw)
     passes: list[tuple[str, Callable[[], Any]]] = [
-        ("p3_video", lambda: mllm.video_pass(keys, text, generate=False)),
+        ("p3_video", lambda: video.append(mllm.video_pass(keys, text, generate=False))),
         ("p3_frames[batch 0]", lambda: mllm.frame_pass(keys[: cfg.frame_batch_size], text, generate=False,
-                                                       video_grid_hw=mllm.last_video_grid_hw)),
+                                                       video_grid_hw=video[0].grid_hw)),
     ]
     rows = []
     for name, run in passes:
@@ -629,7 +628,8 @@ def _format_naive(rows: list[dict[str, Any]]) -> str:
     return "\n".join(lines)
 
 
-_SWEEP_COLS = ("p1_video", "p1_frames", "p3_video", "p3_frames", "sam2_stage1", "sam2_propagation")
+# The stages that grow with key frames and resolution (the others are constant-size).
+_SWEEP_COLS = tuple(s for s in GROUND_STAGES if s not in ("p2_choice", "fusion", "coarse_masks", "tracklet_scoring"))
 
 
 def _format_sweep(title: str, rows: list[dict[str, Any]]) -> str:

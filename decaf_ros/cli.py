@@ -20,12 +20,10 @@ from tqdm import tqdm
 from .core.config import DTYPES, DecafConfig
 from .core.loading import ModelLoadError
 from .core.overlay import draw_overlay, image_strip
-from .core.pipeline import DecafPipeline, InputError, validate_query
+from .core.pipeline import ATTENTION_STAGES, GROUND_STAGES, DecafPipeline, InputError, validate_query
 from .core.result import GroundingResult
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp")
-STAGES = ("p1_video", "p1_frames", "p2_choice", "p3_video", "p3_frames", "fusion", "coarse_masks",
-          "sam2_stage1", "tracklet_scoring", "sam2_propagation")
 
 
 class CliError(RuntimeError):
@@ -164,7 +162,7 @@ def run(argv: Sequence[str] | None = None) -> int:
         config = tiny_config(config)
         print(f"decaf-segment: {tiny_warning(config, '--tiny was given')}", file=sys.stderr)
     pipeline = DecafPipeline.from_config(config, load_sam2=not args.coarse_only)
-    stages = STAGES[:7] if args.coarse_only else STAGES
+    stages = ATTENTION_STAGES if args.coarse_only else GROUND_STAGES
     with tqdm(total=len(stages), desc="grounding", unit="stage") as bar:
         started: list[str] = []
 

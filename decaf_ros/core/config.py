@@ -5,7 +5,7 @@ CLI, the ROS node and the evaluation all read the same numbers.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, fields, replace
 from typing import Any
 
 DEFAULT_MLLM = "Qwen/Qwen2.5-VL-7B-Instruct"
@@ -48,9 +48,6 @@ class DecafConfig:
     point_threshold: float = 0.8  # tau_pq, inclusive (>=)
     nms_iou: float = 0.7  # strict >
     track_score_threshold: float = 0.8  # tau_trk, strict >
-    mask_threshold: float = 0.0  # logits > 0  <=> sigmoid > 0.5
-
-    extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> "DecafConfig":
         """Return a copy with the given fields replaced (unknown names raise)."""

@@ -75,6 +75,13 @@ def validate_query(query: str) -> str:
     return text
 
 
+# The stages of ``ground`` in the order they run: the keys of ``GroundingResult.timings`` and the
+# names ``progress`` callbacks receive. A coarse-only run stops after ATTENTION_STAGES.
+ATTENTION_STAGES = ("p1_video", "p1_frames", "p2_choice", "p3_video", "p3_frames", "fusion", "coarse_masks")
+SAM2_STAGES = ("sam2_stage1", "tracklet_scoring", "sam2_propagation")
+GROUND_STAGES = ATTENTION_STAGES + SAM2_STAGES
+
+
 class _StageClock:
     """Times named stages, checks for cancellation and reports progress between them."""
 
@@ -89,6 +96,8 @@ class _StageClock:
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        if name not in GROUND_STAGES:  # one list of stage names: callers and reports rely on it
+            raise ValueError(f"unknown stage '{name}'; add it to GROUND_STAGES")
         self.check_cancel(f"stage {name}")
         if self._progress is not None:
             self._progress(name)
@@ -186,7 +195,7 @@ class DecafPipeline:
         object_prompt = prompts.object_class_prompt(expression)
         with clock.stage("p1_video"):
             obj_video = self.mllm.video_pass(key_frames, object_prompt, generate=True)
-        grid_hw = self.mllm.last_video_grid_hw
+        grid_hw = obj_video.grid_hw
         with clock.stage("p1_frames"):
             obj_frame = self.mllm.frame_pass(key_frames, object_prompt, generate=True, video_grid_hw=grid_hw)
         candidates = [a.strip().lower() for a in obj_video.answers + obj_frame.answers]

@@ -1,12 +1,12 @@
 """Every parameter of ``decaf_node``: declaration (with descriptors), loading, validation.
 
-One table (``PARAMS``) is the single source: it declares the ROS parameters, fills the frozen
-``NodeParams`` and documents the ranges. ``config/decaf.yaml`` lists exactly these names (a test checks).
+One table (``PARAMS``) is the single source: it declares the ROS parameters, defines the frozen
+``NodeParams`` (its fields are derived from the table) and documents the ranges. ``config/decaf.yaml`` lists exactly these names (a test checks).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, make_dataclass
 from typing import Any, Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
@@ -119,37 +119,22 @@ PARAMS: tuple[ParamSpec, ...] = (
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
 
 
-@dataclass(frozen=True)
-class NodeParams:
-    """The node's settings, validated; ``core`` is what the pipeline is built from."""
+def _node_params_class() -> type:
+    """``NodeParams``, derived from ``PARAMS``: ``core`` plus one field per node-side parameter.
 
-    core: DecafConfig = field(default_factory=DecafConfig)
-    fallback_to_tiny_models: bool = False
-    clip_length: int = 32
-    frame_stride: int = 2
-    image_topic: str = "image"
-    depth_topic: str = "depth"
-    camera_info_topic: str = "camera_info"
-    goal_topic: str = "goal"
-    image_qos: str = "sensor_data"
-    depth_qos: str = "sensor_data"
-    camera_info_qos: str = "sensor_data"
-    depth_sync_tolerance_s: float = 0.05
-    depth_buffer_size: int = 10
-    max_goal_length: int = 256
-    goal_wait_for_frames_s: float = 10.0
-    track: bool = True
-    track_every_n_frames: int = 1
-    min_track_score: float = 0.5
-    regrounding_period_s: float = 10.0
-    depth_erosion_px: int = 3
-    min_depth_m: float = 0.1
-    max_depth_m: float = 10.0
-    min_valid_depth_px: int = 20
-    publish_overlay: bool = True
-    overlay_alpha: float = 0.45
-    marker_scale_m: float = 0.05
-    status_rate_hz: float = 1.0
+    Each field has its parameter's name, the type and the default of its ``ParamSpec``; the
+    parameters with a ``core_field`` are the frozen ``DecafConfig`` in ``core`` instead.
+    """
+    node_fields = [(spec.name, type(spec.default), field(default=spec.default))
+                   for spec in PARAMS if spec.core_field is None]
+    cls = make_dataclass("NodeParams", [("core", DecafConfig, field(default_factory=DecafConfig)), *node_fields],
+                         frozen=True)
+    cls.__module__ = __name__  # pickling and reprs name this module
+    cls.__doc__ = "The node's settings, validated; ``core`` is what the pipeline is built from."
+    return cls
+
+
+NodeParams = _node_params_class()
 
 
 def _check_types(values: dict[str, Any]) -> list[str]:

@@ -26,7 +26,7 @@ def test_loads_offline_with_half_depth_start(tiny_internvl_adapter, tiny_internv
     adapter = tiny_internvl_adapter
     assert isinstance(adapter, InternVLAdapter) and adapter.family == "internvl"
     assert "internvl" in supported_model_types()
-    assert adapter.num_layers == 4 and adapter.start_layer == 2 and adapter.temporal_merge == 1
+    assert adapter.num_layers == 4 and adapter.start_layer == 2
     assert (adapter.tile_px, adapter.tile_side) == (TILE_PX, SIDE)
     assert load_tiny(tiny_internvl_dir, rollout_start_layer=3).start_layer == 3
 
@@ -148,7 +148,7 @@ def test_video_maps_follow_token_geometry(tiny_internvl_adapter, monkeypatch) ->
     _plant(tiny_internvl_adapter, monkeypatch, frames=None)
     out = tiny_internvl_adapter.video_pass(clip(3), "which object? ", generate=False)
     torch.testing.assert_close(out.maps, grid_codes(3, SIDE, SIDE))  # grid (T, 16, 16) on the real model
-    assert tiny_internvl_adapter.last_video_grid_hw == (SIDE, SIDE)
+    assert out.grid_hw == (SIDE, SIDE)
 
 
 def test_frame_maps_follow_token_geometry(tiny_internvl_adapter, monkeypatch) -> None:

@@ -101,7 +101,6 @@ def test_loads_offline_through_load_mllm(tiny_llava_adapter, tiny_llava_dir) -> 
     assert isinstance(adapter, LlavaOnevisionAdapter) and adapter.family == "llava_onevision"
     assert isinstance(adapter.processor, TileGridProcessor) and isinstance(adapter.model.model, TileGridModel)
     assert adapter.num_layers == TEXT_LAYERS and adapter.start_layer == TEXT_LAYERS // 2
-    assert adapter.temporal_merge == 1
     assert adapter.model.config.text_config._attn_implementation == "decaf_rollout"
     override = load_mllm(tiny_llava_dir, "cpu", torch.float32, tiny_config(tiny_llava_dir, rollout_start_layer=1))
     assert override.start_layer == 1
@@ -183,7 +182,7 @@ def planted(tiny_llava_adapter, monkeypatch) -> Iterator[list[torch.Tensor]]:
 def test_video_maps_follow_feature_geometry(tiny_llava_adapter, planted) -> None:
     out = tiny_llava_adapter.video_pass(clip(5), "which object? ", generate=False)
     assert out.maps.shape == (5, POOLED, POOLED)  # no temporal merge: one map per frame
-    assert tiny_llava_adapter.last_video_grid_hw == (POOLED, POOLED)
+    assert out.grid_hw == (POOLED, POOLED)
     # Bilinear pooling (align_corners False) of a code linear in (row, col) samples it exactly at
     # the source coordinates (i + 0.5)·7/4 − 0.5.
     src = (torch.arange(POOLED) + 0.5) * SIDE / POOLED - 0.5

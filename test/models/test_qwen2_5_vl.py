@@ -71,7 +71,7 @@ def test_video_maps_follow_token_geometry(tiny_qwen_adapter, monkeypatch) -> Non
     out = tiny_qwen_adapter.video_pass(clip(4), "which object? ", generate=False)
     gh, gw = (s // 28 for s in qwen.video_frame_size(H, W, tiny_qwen_adapter.config.video_max_tokens))
     assert out.maps.shape == (2, gh, gw)
-    assert tiny_qwen_adapter.last_video_grid_hw == (gh, gw)
+    assert out.grid_hw == (gh, gw)
     # Temporal rope step = tokens_per_second (2) x second_per_grid_ts (1.0, the reference's fps 2).
     torch.testing.assert_close(out.maps, grid_codes(2, gh, gw, t_step=2))
 
@@ -97,7 +97,7 @@ def test_frame_path_is_twice_the_video_grid(tiny_qwen_adapter) -> None:
     frames = clip(4)
     video = tiny_qwen_adapter.video_pass(frames, "which object? ", generate=False)
     frame = tiny_qwen_adapter.frame_pass(frames, "which object? ", generate=False,
-                                         video_grid_hw=tiny_qwen_adapter.last_video_grid_hw)
+                                         video_grid_hw=video.grid_hw)
     assert isinstance(video, PassMaps) and video.answers == [] and frame.answers == []
     t, gh, gw = video.maps.shape
     assert t == 2 and frame.maps.shape == (4, 2 * gh, 2 * gw)
@@ -156,7 +156,7 @@ def test_qwen2_vl_uses_the_same_adapter(tmp_path, monkeypatch) -> None:
     _plant_positions(adapter, monkeypatch)
     video = adapter.video_pass(clip(4), "which object? ", generate=False)
     torch.testing.assert_close(video.maps, grid_codes(2, 2, 3, t_step=1))  # no absolute time
-    frame = adapter.frame_pass(clip(2), "which object? ", generate=True)
+    frame = adapter.frame_pass(clip(2), "which object? ", generate=True, video_grid_hw=video.grid_hw)
     torch.testing.assert_close(frame.maps, grid_codes(1, 4, 6, t_step=0).expand(2, 4, 6))
     assert len(frame.answers) == 2
 

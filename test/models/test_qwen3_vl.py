@@ -24,7 +24,7 @@ def test_loads_offline_with_half_depth_start(tiny_qwen3_vl_adapter, tiny_qwen3_v
     adapter = tiny_qwen3_vl_adapter
     assert isinstance(adapter, Qwen3VLAdapter) and adapter.family == "qwen3_vl"
     assert "qwen3_vl" in supported_model_types()
-    assert adapter.num_layers == 4 and adapter.start_layer == 2 and adapter.temporal_merge == 2
+    assert adapter.num_layers == 4 and adapter.start_layer == 2
     assert adapter.token_px == 32  # 16-px patches, 2x2 merge
     assert load_tiny(tiny_qwen3_vl_dir, rollout_start_layer=1).start_layer == 1
 
@@ -71,7 +71,7 @@ def _plant_positions(adapter, monkeypatch) -> None:
 def test_video_maps_follow_token_geometry(tiny_qwen3_vl_adapter, monkeypatch) -> None:
     _plant_positions(tiny_qwen3_vl_adapter, monkeypatch)
     out = tiny_qwen3_vl_adapter.video_pass(clip(4), "which object? ", generate=False)
-    assert tiny_qwen3_vl_adapter.last_video_grid_hw == (GH, GW)
+    assert out.grid_hw == (GH, GW)
     torch.testing.assert_close(out.maps, grid_codes(2, GH, GW))
 
 

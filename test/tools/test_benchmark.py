@@ -9,6 +9,7 @@ import pytest
 import torch
 
 from decaf_ros import benchmark
+from decaf_ros.core.pipeline import GROUND_STAGES
 from decaf_ros.devtools import real_size
 
 TINY_ARGS = ["--frames", "4", "--key-frames", "2", "--size", "64x48", "--video-max-tokens", "6",
@@ -32,7 +33,7 @@ def test_tiny_run_writes_json_and_tables(tmp_path: Path, capsys: pytest.CaptureF
     tiny, real = report["runs"]
 
     # every stage of ground() has a time, a rollout share and a peak memory
-    assert set(tiny["grounding"]["stages"]) == set(benchmark.STAGES)
+    assert set(tiny["grounding"]["stages"]) == set(GROUND_STAGES)
     for name, stage in tiny["grounding"]["stages"].items():
         assert set(stage) == {"seconds", "rollout_s", "rss_peak_mb", "rss_delta_mb"}, name  # the schema, whole
         assert all(_number(value) for value in stage.values()), name
@@ -59,7 +60,7 @@ def test_tiny_run_writes_json_and_tables(tmp_path: Path, capsys: pytest.CaptureF
     assert [p["key_frames"] for p in sweep["key_frames"]] == [2, 4]
     assert [(p["width"], p["height"]) for p in sweep["resolution"]] == [(64, 48), (96, 64)]
     for point in sweep["key_frames"] + sweep["resolution"]:
-        assert _number(point["total_s"]) and set(point["stages"]) == set(benchmark.STAGES)
+        assert _number(point["total_s"]) and set(point["stages"]) == set(GROUND_STAGES)
     assert "latency vs key frames" in printed and "latency vs resolution" in printed
 
     # real sizes on CPU are skipped with a reason, not attempted
@@ -93,7 +94,7 @@ def test_tiny_all_runs_every_family(tmp_path: Path, capsys: pytest.CaptureFixtur
     for run in runs:
         assert run["mllm"] in benchmark.TINY_MLLMS and run["sam2"] == "tiny", run["name"]
         assert run["rollout_start_layer"] == run["num_layers"] // 2
-        assert set(run["grounding"]["stages"]) == set(benchmark.STAGES)
+        assert set(run["grounding"]["stages"]) == set(GROUND_STAGES)
         for name in ("p1_video", "p1_frames", "p3_video", "p3_frames"):
             assert run["grounding"]["counts"]["captures"][name], (run["name"], name)
         assert _number(run["grounding"]["total_s"]) and _number(run["tracking"]["per_frame_mean_s"])

@@ -25,6 +25,11 @@ class PassMaps:
     maps: torch.Tensor  # (t, h, w) float32 cpu: raw rollout values at the visual tokens
     answers: list[str] = field(default_factory=list)  # generated answers ([] for prefill-only)
 
+    @property
+    def grid_hw(self) -> tuple[int, int]:
+        """(h, w) token grid of the pass; a video pass's grid sizes the frame path (§2.3)."""
+        return int(self.maps.shape[1]), int(self.maps.shape[2])
+
 
 class UnsupportedModelError(ModelLoadError):
     """The checkpoint's architecture has no adapter."""
@@ -35,20 +40,22 @@ class MLLMAdapter(ABC):
 
     family: str = ""
     num_layers: int = 0  # LLM depth N
-    temporal_merge: int = 1  # video frames fused per temporal token slot (2 for Qwen)
     start_layer: int = 0  # rollout start s (layers s .. N-1)
-    last_video_grid_hw: tuple[int, int] | None = None  # (gh, gw) token grid of the last video pass
 
     @abstractmethod
     def video_pass(self, frames: Sequence[np.ndarray], text: str, generate: bool) -> PassMaps:
-        """All frames as one video; maps (ceil(T / temporal_merge), h, w)."""
+        """All frames as one video; maps (t, h, w), one per temporal token slot (Qwen: ceil(T / 2))."""
 
     @abstractmethod
     def frame_pass(
         self, frames: Sequence[np.ndarray], text: str, generate: bool,
         video_grid_hw: tuple[int, int] | None = None,
     ) -> PassMaps:
-        """Each frame as its own image prompt; maps (T, h, w)."""
+        """Each frame as its own image prompt; maps (T, h, w).
+
+        video_grid_hw: the ``grid_hw`` of the clip's video pass, for families whose frame path is
+        sized from it (Qwen: ``frame_resize_scale`` x per side); the others ignore it.
+        """
 
     @abstractmethod
     def generate_text(self, text: str) -> str:

@@ -51,7 +51,6 @@ class HFAdapter(MLLMAdapter):
         self.config = config
         self.num_layers = int(model.config.text_config.num_hidden_layers)
         self.start_layer = rollout_start_layer(self.num_layers, config.rollout_start_layer)
-        self.last_video_grid_hw: tuple[int, int] | None = None
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -111,10 +110,8 @@ class HFAdapter(MLLMAdapter):
         return visual_maps(row, inputs["input_ids"] == token_id, grid), answers
 
     def _video_maps(self, inputs: Any, token_id: int, grid: torch.Tensor, generate: bool) -> PassMaps:
-        """The pass of a one-video prompt; its (h, w) token grid is kept for the frame path."""
-        maps, answers = self._visual_pass(inputs, token_id, grid, generate)
-        self.last_video_grid_hw = (int(grid[0, 1]), int(grid[0, 2]))
-        return PassMaps(maps, answers)
+        """The pass of a one-video prompt: maps (t, h, w) on its (1, 3) token ``grid``."""
+        return PassMaps(*self._visual_pass(inputs, token_id, grid, generate))
 
     def _run(self, inputs: Any, token_id: int, generate: bool) -> tuple[torch.Tensor, list[str]]:
         """Prefill (+ greedy generation) under the capture; -> rollout row (B, L), answers."""

@@ -80,7 +80,6 @@ class InternVLAdapter(HFAdapter):
     """InternVL3 (hf) with the rollout capture in its Qwen2 text layers."""
 
     family = "internvl"
-    temporal_merge = 1
     span_rule = False  # "FrameK:" text sits between the frames' tokens
 
     def __init__(self, model: Any, processor: Any, config: DecafConfig) -> None:

@@ -2,7 +2,7 @@
 
 Video path: every frame is squashed to one SigLIP tile (384×384, 27×27 patches) by the video
 processor and its features are bilinearly pooled to 14×14, so the token grid is (T, 14, 14);
-there is no temporal merge (temporal_merge 1, no alignment needed).
+there is no temporal merge (one map per frame, no alignment needed).
 
 Frame path: each key frame is its own single-image prompt, tiled "anyres" to the best pinpoint
 resolution with padding. Only the tile features are kept: stitched, un-padded and, when their
@@ -117,7 +117,6 @@ class LlavaOnevisionAdapter(HFAdapter):
     """LLaVA-OneVision (Qwen2 LLM) with the rollout capture in its text layers."""
 
     family = "llava_onevision"
-    temporal_merge = 1
 
     def __init__(self, model: Any, processor: TileGridProcessor, config: DecafConfig) -> None:
         if model.config.vision_feature_select_strategy != "full":

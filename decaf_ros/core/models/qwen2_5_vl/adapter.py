@@ -83,7 +83,6 @@ class Qwen2_5_VLAdapter(HFAdapter):
     """
 
     family = "qwen2_5_vl"
-    temporal_merge = 2
     patch_px = 14  # vision patch side; one LLM token covers 2·patch_px (2×2 spatial merge)
 
     def __init__(self, model: Any, processor: Any, config: DecafConfig) -> None:
@@ -132,11 +131,10 @@ class Qwen2_5_VLAdapter(HFAdapter):
         self, frames: Sequence[np.ndarray], text: str, generate: bool,
         video_grid_hw: tuple[int, int] | None = None,
     ) -> PassMaps:
-        grid_hw = video_grid_hw or self.last_video_grid_hw
-        if grid_hw is None:
-            raise RuntimeError("frame_pass needs the video grid: run video_pass first or pass video_grid_hw")
+        if video_grid_hw is None:
+            raise RuntimeError("frame_pass needs the video grid: pass video_grid_hw=<video pass>.grid_hw")
         scale = self.config.frame_resize_scale
-        size = (grid_hw[0] * self.token_px * scale, grid_hw[1] * self.token_px * scale)
+        size = (video_grid_hw[0] * self.token_px * scale, video_grid_hw[1] * self.token_px * scale)
         prompt = self._chat("image", text)
         return self._in_batches(resize_frames(frames, size),
                                 lambda part: self._frame_batch(part, prompt, generate, size))
