@@ -711,9 +711,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
 
 
 def _run_real(context: Context, args: argparse.Namespace, skip: set[str]) -> dict[str, Any]:
-    available, reason = real_size_available()
-    if "real" in skip or not available:
-        reason = reason or "skipped (--skip real)"
+    available, reason = (False, "skipped (--skip real)") if "real" in skip else real_size_available()
+    if not available:
         print(f"\nReal-size models: {reason}", flush=True)
         return {"skipped": reason}
     times = PipelineTimes()

@@ -18,12 +18,6 @@ from decaf_ros.core.models import hf_adapter
 TokenCodes = Callable[[Any, int], torch.Tensor]
 
 
-def random_clip(n: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
-    """``n`` random uint8 RGB frames of ``size`` (H, W)."""
-    rng = np.random.default_rng(seed)
-    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]
-
-
 def grid_codes(t: int, h: int, w: int, t_step: int = 1) -> torch.Tensor:
     """(t, h, w) grid of the code t·t_step·10⁴ + row·100 + col."""
     tt, hh, ww = torch.meshgrid(torch.arange(t), torch.arange(h), torch.arange(w), indexing="ij")

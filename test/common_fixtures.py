@@ -1,26 +1,30 @@
 """The test suite's fixtures, in one module (registered by ``conftest.py`` with ``pytest_plugins``).
 
-Every tiny random model (each MLLM family and SAM2) is built once per session with
-``save_pretrained`` and loaded back with ``from_pretrained`` through ``decaf_ros.core.loading``
-(the same path as a real checkpoint). Shared clips live here too.
+Every tiny random model the registered families offer (``core/models/<family>/tiny.py``) is
+built at most once per session with ``save_pretrained`` and loaded back with ``from_pretrained``
+through ``load_mllm`` (the same path as a real checkpoint). ``tiny_mllm`` runs a test once per
+tiny MLLM of every family; the named fixtures give the quirk tests their family's model.
+Shared clips live here too.
 """
 from __future__ import annotations
 
-import os
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import huggingface_hub.constants
 import numpy as np
 import pytest
 import torch
 from skimage import data
 
 from decaf_ros.core.config import DecafConfig
+from decaf_ros.devtools.tiny_models import tiny_mllms, tiny_sam2
+from decaf_ros.devtools.tiny_recipe import TinyModel
 
 # The tiny models are far too small for intra-op threads to pay off; on shared 2-core CI
 # machines two threads spinning against other processes made a 0.08 s pass take 3 s.
 TINY_THREADS = 1
+TINY_MLLMS = {model.name: model for model in tiny_mllms()}  # registry order
 
 
 def tiny_config(folder: str, **overrides) -> DecafConfig:
@@ -31,13 +35,6 @@ def tiny_config(folder: str, **overrides) -> DecafConfig:
     return DecafConfig(**base)
 
 
-def build_tiny(tmp_path_factory: pytest.TempPathFactory, build: Callable[[Path], Path], name: str) -> str:
-    """Build a tiny model offline into a fresh session folder ``name``; return the folder."""
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    torch.set_num_threads(TINY_THREADS)
-    return str(build(Path(tmp_path_factory.mktemp(name))))
-
-
 def load_tiny(folder: str, **overrides) -> Any:
     """The family's adapter on a tiny model through ``load_mllm`` (cpu, fp32, ``tiny_config``)."""
     from decaf_ros.core.models import load_mllm
@@ -45,68 +42,95 @@ def load_tiny(folder: str, **overrides) -> Any:
     return load_mllm(folder, device="cpu", dtype=torch.float32, config=tiny_config(folder, **overrides))
 
 
-@pytest.fixture(scope="session")
-def tiny_qwen_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a deterministic tiny Qwen2.5-VL (model + processor)."""
-    from decaf_ros.core.models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl
+class TinyBuilds:
+    """Each tiny model built (and its adapter loaded) on first request, then reused."""
 
-    return build_tiny(tmp_path_factory, build_tiny_qwen2_5_vl, "tiny_qwen2_5_vl")
+    def __init__(self, tmp_path_factory: pytest.TempPathFactory) -> None:
+        self._factory = tmp_path_factory
+        self._dirs: dict[str, str] = {}
+        self._adapters: dict[str, Any] = {}
 
+    def folder(self, model: TinyModel) -> str:
+        if model.name not in self._dirs:
+            torch.set_num_threads(TINY_THREADS)
+            self._dirs[model.name] = str(model.build(Path(self._factory.mktemp(f"tiny_{model.folder}"))))
+        return self._dirs[model.name]
 
-@pytest.fixture(scope="session")
-def tiny_qwen_adapter(tiny_qwen_dir: str):
-    """The Qwen2.5-VL adapter on the tiny model (cpu, fp32, rollout from layer 2 of 4)."""
-    return load_tiny(tiny_qwen_dir)
+    def mllm_dir(self, name: str) -> str:
+        return self.folder(TINY_MLLMS[name])
 
-
-@pytest.fixture(scope="session")
-def tiny_qwen3_vl_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a deterministic tiny Qwen3-VL (model + processor)."""
-    from decaf_ros.core.models.qwen3_vl.tiny import build_tiny_qwen3_vl
-
-    return build_tiny(tmp_path_factory, build_tiny_qwen3_vl, "tiny_qwen3_vl")
-
-
-@pytest.fixture(scope="session")
-def tiny_qwen3_vl_adapter(tiny_qwen3_vl_dir: str):
-    """The Qwen3-VL adapter on the tiny model (cpu, fp32, rollout from layer 2 of 4)."""
-    return load_tiny(tiny_qwen3_vl_dir)
+    def adapter(self, name: str) -> Any:
+        """The adapter on tiny MLLM ``name`` (cpu, fp32, rollout from layer 2 of 4)."""
+        if name not in self._adapters:
+            self._adapters[name] = load_tiny(self.mllm_dir(name))
+        return self._adapters[name]
 
 
 @pytest.fixture(scope="session")
-def tiny_internvl_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a deterministic tiny InternVL3-style model (model + processor)."""
-    from decaf_ros.core.models.internvl.tiny import build_tiny_internvl
-
-    return build_tiny(tmp_path_factory, build_tiny_internvl, "tiny_internvl")
+def tiny_builds(tmp_path_factory: pytest.TempPathFactory) -> TinyBuilds:
+    return TinyBuilds(tmp_path_factory)
 
 
-@pytest.fixture(scope="session")
-def tiny_internvl_adapter(tiny_internvl_dir: str):
-    """The InternVL adapter on the tiny model (cpu, fp32, rollout from layer 2 of 4)."""
-    return load_tiny(tiny_internvl_dir)
+@pytest.fixture(scope="session", params=list(TINY_MLLMS))
+def tiny_mllm(request: pytest.FixtureRequest, tiny_builds: TinyBuilds) -> tuple[str, Any]:
+    """(folder, adapter) of each tiny MLLM of every registered family, one test run per model."""
+    return tiny_builds.mllm_dir(request.param), tiny_builds.adapter(request.param)
 
 
 @pytest.fixture(scope="session")
-def tiny_llava_dir(tmp_path_factory: pytest.TempPathFactory) -> str:
-    """Folder of a deterministic tiny LLaVA-OneVision (model + processor)."""
-    from decaf_ros.core.models.llava_onevision.tiny import build_tiny_llava_onevision
-
-    return build_tiny(tmp_path_factory, build_tiny_llava_onevision, "tiny_llava_onevision")
-
-
-@pytest.fixture(scope="session")
-def tiny_llava_adapter(tiny_llava_dir: str):
-    """The LLaVA-OneVision adapter on the tiny model (cpu, fp32, rollout from layer 2 of 4)."""
-    return load_tiny(tiny_llava_dir)
-
-
-@pytest.fixture(scope="session")
-def tiny_sam2_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+def tiny_sam2_dir(tiny_builds: TinyBuilds) -> Path:
     """Folder holding a save_pretrained tiny SAM2 video model + processor (load with from_pretrained)."""
-    from decaf_ros.core.models.sam2.tiny import build_tiny_sam2
+    return Path(tiny_builds.folder(tiny_sam2()))
 
-    return build_tiny_sam2(tmp_path_factory.mktemp("tiny_sam2"))
+
+# Named models for the per-family quirk tests (and for tests that need one real adapter).
+@pytest.fixture(scope="session")
+def tiny_qwen_dir(tiny_builds: TinyBuilds) -> str:
+    return tiny_builds.mllm_dir("qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen_adapter(tiny_builds: TinyBuilds) -> Any:
+    return tiny_builds.adapter("qwen2.5-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl_dir(tiny_builds: TinyBuilds) -> str:
+    return tiny_builds.mllm_dir("qwen3-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_qwen3_vl_adapter(tiny_builds: TinyBuilds) -> Any:
+    return tiny_builds.adapter("qwen3-vl")
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl_dir(tiny_builds: TinyBuilds) -> str:
+    return tiny_builds.mllm_dir("internvl")
+
+
+@pytest.fixture(scope="session")
+def tiny_internvl_adapter(tiny_builds: TinyBuilds) -> Any:
+    return tiny_builds.adapter("internvl")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_dir(tiny_builds: TinyBuilds) -> str:
+    return tiny_builds.mllm_dir("llava-ov")
+
+
+@pytest.fixture(scope="session")
+def tiny_llava_adapter(tiny_builds: TinyBuilds) -> Any:
+    return tiny_builds.adapter("llava-ov")
+
+
+# ----------------------------------------------------------------------------- hub
+@pytest.fixture
+def offline(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Hub offline and an empty cache, whatever the environment says (a lookup fails at once)."""
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
 
 
 # ----------------------------------------------------------------------------- clips
@@ -118,3 +142,9 @@ def camera_pan(n: int) -> list[np.ndarray]:
     photo = data.astronaut()  # (512, 512, 3) uint8
     return [np.ascontiguousarray(photo[100 + 4 * i:100 + 4 * i + PAN_H, 150 + 6 * i:150 + 6 * i + PAN_W])
             for i in range(n)]
+
+
+def random_clip(n: int, size: tuple[int, int], seed: int = 0) -> list[np.ndarray]:
+    """``n`` random uint8 RGB frames of ``size`` (H, W)."""
+    rng = np.random.default_rng(seed)
+    return [rng.integers(0, 256, (*size, 3), dtype=np.uint8) for _ in range(n)]

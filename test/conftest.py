@@ -1,6 +1,6 @@
-"""Shared test set-up: ROS 2 isolation and an rclpy context.
+"""Shared test set-up: no network, ROS 2 isolation and an rclpy context.
 
-Keep this file to ROS isolation. Every other fixture (tiny models, sample clips) lives in
+Keep this file to isolation. Every other fixture (tiny models, sample clips) lives in
 ``common_fixtures.py``, registered from here with ``pytest_plugins``. Test folders mirror the code:
 ``method/`` (core DecAF), ``models/`` (model families), ``ros/`` (the ROS shell), ``tools/``
 (CLIs, benchmarks, evaluation, packaging).
@@ -16,6 +16,10 @@ from collections.abc import Iterator
 os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
 os.environ["ROS_DOMAIN_ID"] = os.environ.get("DECAF_TEST_ROS_DOMAIN_ID", str(1 + os.getpid() % 100))
 os.environ.pop("ROS_STATIC_PEERS", None)
+# No test may wait on the network: huggingface_hub reads this once, when it is first imported
+# (by transformers), so it must be set before any test module imports either; set afterwards,
+# a hub lookup sits through five connection retries first.
+os.environ["HF_HUB_OFFLINE"] = "1"
 
 import pytest  # noqa: E402
 import rclpy  # noqa: E402

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -48,11 +49,14 @@ def ensure_built(model: TinyModel, root: Path | None = None) -> str:
         root.mkdir(parents=True, exist_ok=True)
         # Build beside the target, then rename: a concurrent run never sees a half-written model.
         scratch = Path(tempfile.mkdtemp(prefix=f".{model.folder}-", dir=root))
-        model.build(scratch / "model")
         try:
+            model.build(scratch / "model")
             os.replace(scratch / "model", target)
         except OSError:  # another process finished first; its copy is identical (seeded)
-            pass
+            if not (target / "config.json").exists():
+                raise
+        finally:
+            shutil.rmtree(scratch, ignore_errors=True)
     return str(target)
 
 

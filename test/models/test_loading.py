@@ -4,7 +4,6 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-import huggingface_hub.constants
 import pytest
 import torch
 
@@ -19,14 +18,6 @@ from decaf_ros.core.models import (
 from common_fixtures import tiny_config
 
 MISSING_ID = "decaf-ros-test/not-a-cached-model"
-
-
-@pytest.fixture
-def offline(monkeypatch: pytest.MonkeyPatch, tmp_path) -> None:
-    """Hub offline and an empty cache, whatever the environment says."""
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
-    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_CACHE", str(tmp_path / "hub-cache"))
 
 
 def test_local_folder_is_used_as_is(tiny_qwen_dir: str) -> None:

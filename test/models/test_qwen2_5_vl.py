@@ -1,4 +1,7 @@
-"""Qwen2.5-VL adapter on the tiny model: sizes, token layout, planted maps, prompts, determinism."""
+"""Qwen2.5-VL (and Qwen2-VL) quirks: sizes, token layout, planted mRoPE geometry, the frame-path grid.
+
+The adapter contract every family meets is in test_adapter_contract.py.
+"""
 from __future__ import annotations
 
 import numpy as np
@@ -6,13 +9,11 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from decaf_ros.core import prompts
 from decaf_ros.core.models import hf_adapter
 from decaf_ros.core.models.qwen2_5_vl import adapter as qwen
-from decaf_ros.core.models.base import PassMaps
 from decaf_ros.core.models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
-from adapter_helpers import (assert_batching_keeps_maps, assert_generation_is_deterministic, grid_codes, plant_row,
-                             random_clip)
+from adapter_helpers import grid_codes, plant_row
+from common_fixtures import random_clip
 
 H, W = 100, 150  # not multiples of 28: the adapter must resize
 
@@ -98,12 +99,8 @@ def test_frame_path_is_twice_the_video_grid(tiny_qwen_adapter) -> None:
     video = tiny_qwen_adapter.video_pass(frames, "which object? ", generate=False)
     frame = tiny_qwen_adapter.frame_pass(frames, "which object? ", generate=False,
                                          video_grid_hw=video.grid_hw)
-    assert isinstance(video, PassMaps) and video.answers == [] and frame.answers == []
     t, gh, gw = video.maps.shape
-    assert t == 2 and frame.maps.shape == (4, 2 * gh, 2 * gw)
-    for maps in (video.maps, frame.maps):
-        assert maps.dtype == torch.float32 and maps.device.type == "cpu"
-        assert bool((maps > 0).all()) and bool(torch.isfinite(maps).all())
+    assert t == 2 and frame.maps.shape == (4, 2 * gh, 2 * gw)  # frame_resize_scale 2 (§2.3)
 
 
 def test_odd_frame_count_duplicates_last_frame(tiny_qwen_adapter) -> None:
@@ -112,20 +109,6 @@ def test_odd_frame_count_duplicates_last_frame(tiny_qwen_adapter) -> None:
     even = tiny_qwen_adapter.video_pass(frames + [frames[-1]], "which object? ", generate=False)
     assert odd.maps.shape[0] == 3
     torch.testing.assert_close(odd.maps, even.maps, rtol=0, atol=0)
-
-
-def test_generation_answers_and_determinism(tiny_qwen_adapter) -> None:
-    frames = clip(4, seed=3)
-    text = prompts.object_class_prompt(prompts.normalize_expression("The dog"))
-    assert_generation_is_deterministic(tiny_qwen_adapter, frames, text)
-    frame = tiny_qwen_adapter.frame_pass(frames[:3], text, generate=True, video_grid_hw=(1, 2))
-    assert len(frame.answers) == 3
-    answer = tiny_qwen_adapter.generate_text(prompts.class_choice_prompt("the dog.", ["dog", "cat"]))
-    assert isinstance(answer, str)
-
-
-def test_frame_batches_do_not_change_maps(tiny_qwen_adapter, monkeypatch) -> None:
-    assert_batching_keeps_maps(tiny_qwen_adapter, monkeypatch, clip(3, seed=5), video_grid_hw=(1, 2))
 
 
 def test_frame_pass_needs_a_grid(tiny_qwen_dir) -> None:
@@ -156,39 +139,5 @@ def test_qwen2_vl_uses_the_same_adapter(tmp_path, monkeypatch) -> None:
     _plant_positions(adapter, monkeypatch)
     video = adapter.video_pass(clip(4), "which object? ", generate=False)
     torch.testing.assert_close(video.maps, grid_codes(2, 2, 3, t_step=1))  # no absolute time
-    frame = adapter.frame_pass(clip(2), "which object? ", generate=True, video_grid_hw=video.grid_hw)
+    frame = adapter.frame_pass(clip(2), "which object? ", generate=False, video_grid_hw=video.grid_hw)
     torch.testing.assert_close(frame.maps, grid_codes(1, 4, 6, t_step=0).expand(2, 4, 6))
-    assert len(frame.answers) == 2
-
-
-# ---------------------------------------------------------------- prompt texts (§3.2-3.4)
-def test_normalize_expression() -> None:
-    assert prompts.normalize_expression("  The Dog ") == "The Dog."
-    assert prompts.normalize_expression("which dog?") == "which dog?"
-    assert prompts.normalize_expression("a cat.") == "a cat."
-
-
-def test_object_class_prompt_structure() -> None:
-    text = prompts.object_class_prompt("The Dog Running.")
-    lines = text.split(" \n")
-    assert lines[0] == "the dog running." and len(lines) == 3
-    assert lines[1].endswith("?")
-    assert lines[2].startswith("**") and lines[2].count("**") == 2 and text.endswith(" ")
-    assert not text.endswith("  ")
-    assert all(word in lines[2] for word in ("'cat'", "'person'", "'dog'"))
-
-
-def test_class_choice_prompt_structure() -> None:
-    text = prompts.class_choice_prompt("The Dog.", ["Dog", "cat", "dog"])
-    lines = text.split("\n")
-    assert lines[0] == "Given:"
-    assert lines[1].startswith("- ") and "'the dog.'" in lines[1]
-    assert lines[2].startswith("- ") and lines[2].endswith("dog,cat,dog")
-    assert lines[3].startswith("Goal")
-    assert [line[:2] for line in lines if line[:1].isdigit()] == ["1.", "2.", "3."]
-    assert "person" in text and "label only" in lines[-1]
-
-
-def test_background_prompt() -> None:
-    text = prompts.background_prompt("dog")
-    assert "any dog" in text and "video" in text and text.count(".") == 1

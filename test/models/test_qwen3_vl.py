@@ -1,15 +1,16 @@
-"""Qwen3-VL adapter on the tiny model: loading, timestamp layout, planted maps, V, pipeline."""
+"""Qwen3-VL quirks: 32-px tokens, timestamp text between temporal groups, planted maps, exact V.
+
+The adapter contract every family meets is in test_adapter_contract.py.
+"""
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import torch
 
-from decaf_ros.core.models import supported_model_types
 from decaf_ros.core.models.qwen2_5_vl import adapter as qwen2_5_vl
 from decaf_ros.core.models.qwen3_vl.adapter import Qwen3VLAdapter
-from adapter_helpers import decode, grid_codes, plant_row, random_clip, record_capture
-from common_fixtures import load_tiny, tiny_config
+from adapter_helpers import decode, grid_codes, plant_row, record_capture
+from common_fixtures import random_clip
 
 H, W = 60, 90  # not multiples of 32: the adapter must resize (video budget 6 -> 64x96, 2x3 tokens)
 GH, GW = 2, 3
@@ -19,14 +20,10 @@ def clip(n: int, seed: int = 0) -> list[np.ndarray]:
     return random_clip(n, (H, W), seed)
 
 
-# ---------------------------------------------------------------- loading
-def test_loads_offline_with_half_depth_start(tiny_qwen3_vl_adapter, tiny_qwen3_vl_dir) -> None:
-    adapter = tiny_qwen3_vl_adapter
-    assert isinstance(adapter, Qwen3VLAdapter) and adapter.family == "qwen3_vl"
-    assert "qwen3_vl" in supported_model_types()
-    assert adapter.num_layers == 4 and adapter.start_layer == 2
-    assert adapter.token_px == 32  # 16-px patches, 2x2 merge
-    assert load_tiny(tiny_qwen3_vl_dir, rollout_start_layer=1).start_layer == 1
+# ---------------------------------------------------------------- geometry
+def test_one_token_covers_32_px(tiny_qwen3_vl_adapter) -> None:
+    assert isinstance(tiny_qwen3_vl_adapter, Qwen3VLAdapter) and tiny_qwen3_vl_adapter.family == "qwen3_vl"
+    assert tiny_qwen3_vl_adapter.token_px == 32  # 16-px patches, 2x2 merge
 
 
 # ---------------------------------------------------------------- prompt and token layout
@@ -93,30 +90,9 @@ def test_v_is_the_exact_visual_positions(tiny_qwen3_vl_adapter, monkeypatch) -> 
 
 
 # ---------------------------------------------------------------- real passes
-def test_real_passes_shapes_and_odd_frame_count(tiny_qwen3_vl_adapter) -> None:
+def test_odd_frame_count_duplicates_the_last_frame(tiny_qwen3_vl_adapter) -> None:
     frames = clip(5, seed=2)
     odd = tiny_qwen3_vl_adapter.video_pass(frames, "which object? ", generate=False)
     even = tiny_qwen3_vl_adapter.video_pass(frames + [frames[-1]], "which object? ", generate=False)
     assert odd.maps.shape == (3, GH, GW)  # last frame duplicated: ceil(5 / 2) slots
     torch.testing.assert_close(odd.maps, even.maps, rtol=0, atol=0)
-    frame = tiny_qwen3_vl_adapter.frame_pass(frames[:2], "which object? ", generate=True, video_grid_hw=(GH, GW))
-    assert frame.maps.shape == (2, 2 * GH, 2 * GW) and len(frame.answers) == 2
-    for maps in (odd.maps, frame.maps):
-        assert maps.dtype == torch.float32 and bool((maps > 0).all()) and bool(torch.isfinite(maps).all())
-    assert isinstance(tiny_qwen3_vl_adapter.generate_text("pick one: dog, cat"), str)
-
-
-def test_pipeline_end_to_end(tiny_qwen3_vl_dir, tiny_sam2_dir) -> None:
-    from decaf_ros.core.pipeline import DecafPipeline
-
-    config = tiny_config(tiny_qwen3_vl_dir, sam2=str(tiny_sam2_dir), num_key_frames=4)
-    pipeline = DecafPipeline.from_config(config)
-    # A clip and query for which the random weights do not give obj <= bg everywhere (an
-    # all-zero fused map would leave SAM2 without clicks).
-    rng = np.random.default_rng(1)
-    frames = [rng.integers(0, 255, (H, W, 3), dtype=np.uint8) for _ in range(5)]
-    result = pipeline.ground(frames, "the dog")
-    assert result.masks.shape == (5, H, W) and result.masks.dtype == bool
-    assert tuple(result.fused.shape) == (4, 2 * GH, 2 * GW)  # video slots repeated x2 onto 4 key frames
-    assert float(result.fused.max()) == pytest.approx(1.0)
-    assert result.num_targets >= 1 and len(result.candidates) == 1 + 4

@@ -257,8 +257,7 @@ def test_missing_folder_raises_model_load_error(tmp_path) -> None:
         Sam2Segmenter.from_pretrained(str(missing), device="cpu")
 
 
-def test_offline_hub_id_raises_model_load_error(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+def test_offline_hub_id_raises_model_load_error(offline) -> None:
     with pytest.raises(ModelLoadError, match="decaf-tests/no-such-sam2"):
         Sam2Segmenter.from_pretrained("decaf-tests/no-such-sam2", device="cpu")
 

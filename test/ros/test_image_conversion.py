@@ -70,8 +70,9 @@ def test_16uc1_millimetres_to_metres(bigendian, pad):
     out = image_to_depth_m(make_msg(mm, "16UC1", pad=pad, bigendian=bigendian))
     assert out.dtype == np.float32 and out.shape == (2, 3)
     np.testing.assert_allclose(out[0, 1:], [1.0, 1.5])
-    np.testing.assert_allclose(out[1, 1], 0.25)
-    assert not np.isfinite(out[0, 0]) or out[0, 0] == 0  # 0 mm = no reading
+    np.testing.assert_allclose(out[1], [65.535, 0.25, 0.002], rtol=1e-6)
+    assert np.isnan(out[0, 0])  # 0 mm = no reading (REP 118): NaN, never a 0 m depth
+    assert np.isnan(out).sum() == 1
 
 
 @pytest.mark.parametrize("bigendian", [False, True])

@@ -9,6 +9,7 @@ from pathlib import Path
 from types import ModuleType
 
 import pytest
+import torch
 
 SCRIPT = Path(__file__).resolve().parents[2] / "bench" / "bench_node.py"
 
@@ -39,7 +40,7 @@ def test_smallest_run_reports_every_field(tmp_path_factory: pytest.TempPathFacto
     out = tmp / "node.json"
     argv = ["--sizes", "32x24", "--iterations", "3", "--dds-seconds", "0.2", "--e2e-size", "64x48",
             "--goals", "1", "--track-seconds", "0.5", "--goal-timeout", "120", "--tiny-dir", str(tmp / "models"),
-            "--threads", "1", "--json", str(out)]
+            "--threads", "1", "--skip", "real", "--json", str(out)]
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
@@ -72,7 +73,30 @@ def test_smallest_run_reports_every_field(tmp_path_factory: pytest.TempPathFacto
             assert tiny["settings"][name] == value
     assert runs[1]["settings"]["min_track_score"] == 0.0
 
-    real = report["real_size"]
-    assert "skipped" in real or all(_number(real[name]) for name in bench.E2E_FIELDS)
+    assert report["real_size"] == {"skipped": "skipped (--skip real)"}  # measured by the test below
     for text in ("Per-frame callback cost", "goal -> first ~/mask", "tracked vs re-grounded", "Real-size"):
         assert text in printed
+
+
+def test_real_size_part_says_why_it_is_skipped_without_cuda(monkeypatch: pytest.MonkeyPatch) -> None:
+    bench = _load_script()
+    monkeypatch.setattr(bench.torch.cuda, "is_available", lambda: False)
+    args = bench.parse_args([])
+    assert bench._run_real(None, args, skip=set()) == {
+        "skipped": "real-size GPU numbers need a CUDA GPU (none here); skipped"}
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="the real-size part needs a CUDA GPU")
+def test_real_size_part_reports_every_field(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """On a GPU: the random-weight real-size models end to end through the node, every field a number."""
+    bench = _load_script()
+    out = tmp_path / "node.json"
+    argv = ["--skip", "direct,dds,tiny", "--e2e-size", "320x240", "--goals", "1", "--track-seconds", "1",
+            "--real-key-frames", "4", "--real-video-max-tokens", "64", "--real-gen-tokens", "2",
+            "--json", str(out)]
+    assert bench.main(argv) == 0
+    real = json.loads(out.read_text())["real_size"]
+    assert "skipped" not in real, real
+    _check_numbers(real, bench.E2E_FIELDS, "real size")
+    assert real["goals"] == 1 and real["goal_to_mask_ms"] > 0
+    assert f"End to end: {real['models']}" in capsys.readouterr().out
