@@ -17,11 +17,11 @@ import torch
 
 from decaf_ros.core import prompts
 from decaf_ros.core.fusion import align_video_to_frames
-from decaf_ros.core.models import adapter_for, hf_adapter, load_mllm
+from decaf_ros.core.models import adapter_for, load_mllm
 from decaf_ros.core.pipeline import DecafPipeline
 from decaf_ros.core.rollout import visual_span_mask
 from decaf_ros.devtools.tiny_recipe import TEXT_LAYERS
-from adapter_helpers import assert_batching_keeps_maps, assert_generation_is_deterministic
+from adapter_helpers import assert_batching_keeps_maps, assert_generation_is_deterministic, record_capture
 from common_fixtures import random_clip, tiny_config
 
 LANDSCAPE, PORTRAIT = (48, 96), (96, 48)
@@ -71,14 +71,7 @@ def test_configured_start_layer_is_honoured_and_checked(tiny_mllm) -> None:
 def test_v_is_exactly_the_visual_tokens_of_each_pass(tiny_mllm, monkeypatch) -> None:
     """The key set the capture uses is every visual token and nothing else, on both paths."""
     _, adapter = tiny_mllm
-    seen: list[tuple[torch.Tensor, bool]] = []
-    real = hf_adapter.capture_rollout
-
-    def recording(model, token_is_visual, start_layer, span_rule=True, **kwargs):
-        seen.append((token_is_visual.clone(), span_rule))
-        return real(model, token_is_visual, start_layer, span_rule=span_rule, **kwargs)
-
-    monkeypatch.setattr(hf_adapter, "capture_rollout", recording)
+    seen = record_capture(monkeypatch)
     video, frames = _video_then_frames(adapter, random_clip(4, LANDSCAPE))
     assert len(seen) >= 2
     for token_is_visual, span_rule in seen:
