@@ -12,6 +12,8 @@ from decaf_ros import benchmark
 from decaf_ros.core.pipeline import GROUND_STAGES
 from decaf_ros.devtools import real_size
 
+MLLMS = sorted(real_size.published_mllms())
+SAM2S = sorted(real_size.published_sam2())
 TINY_ARGS = ["--frames", "4", "--key-frames", "2", "--size", "64x48", "--video-max-tokens", "6",
              "--gen-tokens", "2", "--track-frames", "2", "--frame-batch", "2", "--threads", "1",
              "--device", "cpu"]
@@ -102,16 +104,16 @@ def test_tiny_all_runs_every_family(tmp_path: Path, capsys: pytest.CaptureFixtur
 
 
 def test_model_set_names() -> None:
-    sets = benchmark.parse_model_sets("tiny,tiny-all,real,tiny-internvl,qwen3-vl-8b:sam2.1-hiera-large")
+    tiny = list(benchmark.TINY_MLLMS)
+    real_mllm, real_sam2 = MLLMS[-1], SAM2S[-1]
+    sets = benchmark.parse_model_sets(f"tiny,tiny-all,real,{tiny[-1]},{real_mllm}:{real_sam2}")
     names = [m.name for m in sets]
-    assert names[0] == "tiny" and sets[0] == benchmark.ModelSet("tiny", "tiny")  # tiny stays Qwen2.5-VL
-    assert names[1:6] == list(benchmark.TINY_MLLMS)
-    assert [m.real for m in sets] == [False] * 6 + [True] * len(benchmark.REAL_PAIRS) + [False, True]
-    assert names[-1] == "qwen3-vl-8b+sam2.1-hiera-large"
+    assert names[0] == "tiny" and sets[0] == benchmark.ModelSet("tiny", "tiny")  # the default family's
+    assert names[1:1 + len(tiny)] == tiny
+    assert [m.real for m in sets] == [False] * (1 + len(tiny)) + [True] * len(benchmark.REAL_PAIRS) + [False, True]
+    assert names[-1] == f"{real_mllm}+{real_sam2}"
 
 
-MLLMS = sorted(real_size.published_mllms())
-SAM2S = sorted(real_size.published_sam2())
 
 
 @pytest.mark.parametrize("name", MLLMS)

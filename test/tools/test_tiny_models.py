@@ -48,7 +48,8 @@ def test_fallback_uses_the_tiny_models_with_the_reduced_settings_and_says_so(off
         tiny_models.load_pipeline(config)
     pipeline, warning = tiny_models.load_pipeline(config, allow_tiny_fallback=True)
     used = pipeline.config
-    assert (used.mllm, used.sam2) == (str(tiny_cache / "qwen2_5_vl"), str(tiny_cache / "sam2"))
+    expected = (tiny_cache / tiny_models.tiny_mllms()[0].folder, tiny_cache / tiny_models.tiny_sam2().folder)
+    assert (used.mllm, used.sam2) == tuple(str(folder) for folder in expected)
     assert {k: getattr(used, k) for k in tiny_models.TINY_SETTINGS} == tiny_models.TINY_SETTINGS
     assert used.rollout_start_layer is None and pipeline.mllm.start_layer == pipeline.mllm.num_layers // 2
     assert warning.startswith("USING TINY RANDOM MODELS") and MISSING in warning
