@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import sysconfig
@@ -92,9 +93,11 @@ def _underlay_env(workspace: Workspace) -> dict[str, str]:
 
 
 def _wheel_cmake_args() -> list[str]:
+    """The CMake arguments scripts/setup_env.sh configures with (one home for them)."""
     result = subprocess.run([sys.executable, str(ROOT / "scripts" / "pip_wheels_cmake_args.py")],
-                            capture_output=True, text=True, timeout=60, check=True)
-    return result.stdout.split("\n")[:-1]
+                            capture_output=True, text=True, timeout=60, check=False)
+    assert result.returncode == 0, f"pip_wheels_cmake_args.py failed:\n{result.stderr}"
+    return result.stdout.splitlines()
 
 
 def _colcon_build_command() -> list[str]:
@@ -109,14 +112,28 @@ def _colcon_build_command() -> list[str]:
     ]
 
 
+def _run_build(workspace: Workspace) -> tuple[int | None, str]:
+    """Run colcon; (exit code or None on timeout, its output)."""
+    # A session of its own, so a timeout stops cmake and the compilers too, not only colcon.
+    with subprocess.Popen(_colcon_build_command(), cwd=workspace.root, env=_underlay_env(workspace),
+                          stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          start_new_session=True) as process:
+        try:
+            output, _ = process.communicate(timeout=BUILD_TIMEOUT_S)
+        except subprocess.TimeoutExpired:
+            os.killpg(process.pid, signal.SIGKILL)
+            return None, process.communicate()[0]
+    return process.returncode, output
+
+
 def _tail(text: str, lines: int = LOG_TAIL_LINES) -> str:
     return "\n".join(text.splitlines()[-lines:])
 
 
-def _build_failure(workspace: Workspace, result: subprocess.CompletedProcess[str]) -> str:
+def _build_failure(workspace: Workspace, why: str, output: str) -> str:
     log = workspace.package_log.read_text(errors="replace") if workspace.package_log.is_file() else ""
-    return (f"colcon build failed (exit {result.returncode}) in {workspace.root}\n"
-            f"--- colcon output ---\n{_tail(result.stdout)}\n"
+    return (f"colcon build {why} in {workspace.root}\n"
+            f"--- colcon output ---\n{_tail(output)}\n"
             f"--- {workspace.package_log.relative_to(workspace.root)} (last {LOG_TAIL_LINES} lines) ---\n"
             f"{_tail(log) or '(no package log)'}")
 
@@ -128,11 +145,11 @@ def workspace(tmp_path_factory: pytest.TempPathFactory) -> Workspace:
     workspace = Workspace(tmp_path_factory.mktemp("colcon_ws"))
     workspace.source.parent.mkdir(parents=True)
     workspace.source.symlink_to(ROOT, target_is_directory=True)
-    result = subprocess.run(_colcon_build_command(), cwd=workspace.root, env=_underlay_env(workspace),
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            timeout=BUILD_TIMEOUT_S, check=False)
-    if result.returncode != 0:
-        pytest.fail(_build_failure(workspace, result), pytrace=False)
+    returncode, output = _run_build(workspace)
+    if returncode is None:
+        pytest.fail(_build_failure(workspace, f"timed out after {BUILD_TIMEOUT_S} s", output), pytrace=False)
+    if returncode != 0:
+        pytest.fail(_build_failure(workspace, f"failed (exit {returncode})", output), pytrace=False)
     return workspace
 
 
@@ -150,6 +167,12 @@ def probe(workspace: Workspace) -> dict:
     return json.loads(report.read_text())
 
 
+def _files_under(folder: Path) -> dict[str, bytes]:
+    """Relative path -> content of every file below folder (bytecode caches left out)."""
+    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
+            if path.is_file() and "__pycache__" not in path.parts}
+
+
 # --- the tests -----------------------------------------------------------------------------
 
 
@@ -161,8 +184,13 @@ def test_one_package_with_code_and_interfaces(workspace: Workspace, probe: dict)
     assert "msg" in kinds
     for kind in kinds:
         assert probe["modules"][f"{PACKAGE}.{kind}"] == str(package_dir / kind / "__init__.py")
-    # The hand-written modules sit in the same folder as the generated ones.
-    assert probe["modules"][f"{PACKAGE}.ros.node"] == str(package_dir / "ros" / "node.py")
+    # The hand-written modules sit in the same folder as the generated ones. The top-level
+    # __init__.py may be the generator's (empty) or ours (a docstring): CMakeLists.txt.
+    installed = _files_under(package_dir)
+    code = {name: data for name, data in _files_under(ROOT / PACKAGE).items() if name.endswith(".py")}
+    assert "__init__.py" in code and "__init__.py" in installed
+    wrong = [name for name, data in code.items() if name != "__init__.py" and installed.get(name) != data]
+    assert not wrong, f"missing or different in {package_dir}: {wrong}"
 
 
 def test_every_interface_definition_has_a_working_type(probe: dict) -> None:
@@ -188,11 +216,6 @@ def test_node_executables_installed(workspace: Workspace, probe: dict) -> None:
         # Its imports resolve inside the install (the script runs up to calling main()).
         main_file = Path(probe["executables"][str(path)])
         assert main_file.is_relative_to(workspace.site_packages / PACKAGE), main_file
-
-
-def _files_under(folder: Path) -> dict[str, bytes]:
-    return {str(path.relative_to(folder)): path.read_bytes() for path in sorted(folder.rglob("*"))
-            if path.is_file() and "__pycache__" not in path.parts}
 
 
 def test_share_files_installed(workspace: Workspace, probe: dict) -> None:
@@ -260,10 +283,9 @@ def _probe(interfaces: list[str], executables: list[str]) -> dict:
 
     package = importlib.import_module(PACKAGE)
     kinds = sorted({name.split("/")[0] for name in interfaces})
-    modules = [f"{PACKAGE}.{kind}" for kind in kinds] + [f"{PACKAGE}.ros.node"]
     return {
         "package_path": list(package.__path__),
-        "modules": {name: _module_file(name) for name in modules},
+        "modules": {f"{PACKAGE}.{kind}": _module_file(f"{PACKAGE}.{kind}") for kind in kinds},
         "types": {name: _check_type(name) for name in interfaces},
         "executables": {exe: _main_module_file(exe) for exe in executables},
         "package_prefix": get_package_prefix(PACKAGE),
