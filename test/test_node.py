@@ -187,10 +187,10 @@ class Harness:
             self.info_pub.publish(info)
         if depth_m is not None:
             self.depth_pub.publish(depth_image(header, depth_m))
-        before = self.node.frames_received
+        before = self.node.frames_accepted
         self.image_pub.publish(array_to_image(image, "rgb8", header))
         if wait:
-            self.wait_for(lambda: self.node.frames_received > before, what=f"frame {seq}")
+            self.wait_for(lambda: self.node.frames_accepted > before, what=f"frame {seq}")
         return header
 
     def send_raw(self, msg: Image) -> None:
@@ -382,7 +382,7 @@ def test_wrong_encoding_reported_then_serves(make_harness):
     bad = Image(header=header_at(1), height=H, width=W, encoding="yuv422", step=W * 2, data=bytes(W * H * 2))
     h.send_raw(bad)
     status = h.wait_status(lambda s: "yuv422" in s.last_error, "encoding error on status")
-    assert "rgb8" in status.last_error and h.node.frames_received == 0
+    assert "rgb8" in status.last_error and h.node.frames_accepted == 0
     h.send_frame(2)
     h.goal("left thing")
     h.targets_for("left thing")

@@ -6,6 +6,11 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+# GroundingResult.stage: "coarse" for the result reported right after fusion + coarse masks (and the
+# final result without SAM2), "dense" for the SAM2 result.
+STAGE_COARSE = "coarse"
+STAGE_DENSE = "dense"
+
 
 @dataclass
 class Tracklet:
