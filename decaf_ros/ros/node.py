@@ -63,7 +63,7 @@ from decaf_ros.ros.messages import (STATE_NAMES, TargetInfo, centroid_msg, clear
                                     target_array_msg)
 from decaf_ros.ros.params import NodeParams
 from decaf_ros.ros.spin import spin_node
-from decaf_ros.ros.target_ids import TargetIds
+from decaf_ros.ros.target_ids import TargetIds, latest_sightings
 
 __all__ = ["DecafNode", "clean_goal_text", "main"]
 
@@ -297,6 +297,7 @@ class DecafNode(LifecycleNode):
 
     # ------------------------------------------------------------------ lifecycle transitions
     def on_configure(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._status_after_transition()
         try:
             params = ros_params.load_params(self)
         except ValueError as exc:
@@ -317,6 +318,7 @@ class DecafNode(LifecycleNode):
         return SUCCESS
 
     def on_activate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._status_after_transition()
         if self._pipeline is None and not self._load_pipeline():
             return FAILURE  # the reason is on ~/status and in the log
         self._reset_frames(self._params.clip_length)
@@ -330,24 +332,37 @@ class DecafNode(LifecycleNode):
         return SUCCESS
 
     def on_deactivate(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._status_after_transition()
         self._deactivate("node deactivated")
         super().on_deactivate(state)
         self.get_logger().info("deactivated: camera unsubscribed, models released")
         return SUCCESS
 
     def on_cleanup(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._status_after_transition()
         self._cleanup()
         self._set_state(Status.IDLE, error="")
         self.get_logger().info("cleaned up")
         return SUCCESS
 
     def on_shutdown(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._status_after_transition()
         self._release_all("node shutting down")
         return SUCCESS
 
     def on_error(self, state: LifecycleState) -> TransitionCallbackReturn:
+        self._status_after_transition()
         self._release_all("node error")
         return SUCCESS  # back to unconfigured
+
+    def _status_after_transition(self) -> None:
+        """Publish ~/status once the running transition has completed (on the next executor turn),
+        so subscribers see the new lifecycle state without waiting for the periodic status."""
+        def publish_once() -> None:
+            self.destroy_timer(timer)
+            self.publish_status()
+
+        timer = self.create_timer(0.0, publish_once, callback_group=self._report_group)
 
     def _autostart_activate(self) -> None:
         timer, self._autostart_timer = self._autostart_timer, None
@@ -846,7 +861,8 @@ class DecafNode(LifecycleNode):
 
     def _publish_final(self, run: GroundingRun, result: Any) -> TargetArray | None:
         """The grounding's final result: dense, or coarse (coarse_only / no SAM2), published once."""
-        coarse = getattr(result, "stage", None) == STAGE_COARSE or bool(getattr(result, "coarse_only", False))
+        result_stage = getattr(result, "stage", None)
+        coarse = result_stage == STAGE_COARSE if result_stage else bool(getattr(result, "coarse_only", False))
         if coarse and run.coarse_msg is not None:
             self._record_latency(run, dense=True)
             return run.coarse_msg  # on_coarse published this very result already
@@ -858,10 +874,11 @@ class DecafNode(LifecycleNode):
         """Publish a grounding result (coarse or dense) on the clip's last frame; None when superseded."""
         self._label = clean_goal_text(getattr(result, "obj_name", "") or run.goal.text)[:MAX_LABEL_CHARS]
         masks, scores = last_frame_targets(result, run.last.size)
+        sightings = latest_sightings(result.target_masks) if len(masks) else masks
         with self._cond:
             if not self._is_current(run.goal):
                 return None
-            run.ids = self._ids.assign(masks)
+            run.ids = self._ids.assign(sightings)
         msg = self._publish_if_current(run.goal, run.last, masks, scores, run.ids, stage, run.depth)
         if msg is not None:
             self._record_latency(run, dense)

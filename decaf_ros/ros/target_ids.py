@@ -1,9 +1,10 @@
 """Stable target ids within one goal: the coarse, dense, tracked and re-grounded views of an object
 share one id.
 
-A grounding's targets are matched to the objects already known for the goal by mask IoU on the
-frame each was last seen (greedy, best pair first); a match keeps its id, the rest get new ids,
-and ids are never reused within a goal. Tracking keeps the ids of the targets it was started with,
+A grounding's targets are matched to the objects already known for the goal by mask IoU between
+where each was last seen (``latest_sightings``: a target gone from the clip's last frame is still
+matched by its latest non-empty frame) and each known object's last sighting (greedy, best pair
+first); a match keeps its id, the rest get new ids, and ids are never reused within a goal. Tracking keeps the ids of the targets it was started with,
 by position in the stream. Pure numpy, no node state.
 """
 from __future__ import annotations
@@ -13,6 +14,16 @@ import numpy as np
 from decaf_ros.core.tracklets import pairwise_iou
 
 MATCH_IOU = 0.5  # the documented Target.target_id rule (msg/Target.msg)
+
+
+def latest_sightings(target_masks: np.ndarray) -> np.ndarray:
+    """(K, T, H, W) -> (K, H, W): each target's mask on the latest frame where it is non-empty."""
+    target_masks = np.asarray(target_masks, dtype=bool)
+    if target_masks.shape[0] == 0:
+        return np.zeros((0, *target_masks.shape[2:]), dtype=bool)
+    present = target_masks.any(axis=(2, 3))  # (K, T)
+    latest = present.shape[1] - 1 - np.argmax(present[:, ::-1], axis=1)  # T-1 when never present
+    return target_masks[np.arange(len(target_masks)), latest] & present.any(axis=1)[:, None, None]
 
 
 class TargetIds:
@@ -25,7 +36,7 @@ class TargetIds:
         self.tracked: list[int] = []  # ids of the tracking stream's targets, in stream order
 
     def assign(self, masks: np.ndarray) -> list[int]:
-        """Ids for a grounding's targets (K, H, W): matched to known objects or new."""
+        """Ids for a grounding's targets from their sightings (K, H, W): matched to known objects or new."""
         masks = np.asarray(masks, dtype=bool)
         ids: list[int | None] = [None] * len(masks)
         known = [(i, m) for i, m in self._last_seen.items() if m.shape == masks.shape[1:]]
