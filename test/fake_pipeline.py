@@ -55,6 +55,7 @@ class FakePipeline:
         self.track_error: BaseException | None = None
         self.ground_calls: list[tuple[str, list[tuple[int, ...]]]] = []
         self.ground_options: list[dict] = []
+        self.threads_seen: list[int] = []  # torch.get_num_threads() inside each ground()
         self.cancelled = 0
         self.cancel_events: list[threading.Event | None] = []  # the event the node handed to each ground()
         self.track_calls = 0
@@ -67,6 +68,7 @@ class FakePipeline:
         self.ground_calls.append((query, [f.shape for f in frames]))
         self.ground_options.append({"coarse_only": coarse_only, "on_coarse": on_coarse is not None})
         self.cancel_events.append(cancel)
+        self.threads_seen.append(torch.get_num_threads())
         self.entered.set()
         if progress is not None:
             progress("p1_video")

@@ -93,14 +93,21 @@ class Harness:
         self.executor.add_node(self.io)
         self.thread = threading.Thread(target=self.executor.spin, daemon=True)
         self.thread.start()
-        if params.get("autostart", True):
-            self.wait_active()
-        else:
-            self.wait_for(lambda: self.subs[-1].get_publisher_count() > 0, what="status discovery")
+        self._params = params
+        try:
+            if params.get("autostart", True):
+                self.wait_active()
+            else:
+                self.wait_for(lambda: self.subs[-1].get_publisher_count() > 0, what="status discovery")
+        except BaseException:
+            self.close()  # no executor thread may outlive a failed set-up
+            raise
 
     def wait_active(self) -> None:
         """Until the active node's camera and goal subscriptions and all its outputs are matched."""
-        pubs = [self.image_pub, self.depth_pub, self.info_pub, self.goal_pub]
+        pubs = [self.image_pub, self.goal_pub]
+        pubs += [self.depth_pub] if self._params.get("depth_topic", "depth") else []
+        pubs += [self.info_pub] if self._params.get("camera_info_topic", "camera_info") else []
         self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs)
                       and all(s.get_publisher_count() > 0 for s in self.subs), what="discovery")
 
@@ -137,7 +144,10 @@ class Harness:
         if depth_m is not None:
             self.depth_pub.publish(depth_image(header, depth_m))
         before = self.node.frames_accepted
-        self.image_pub.publish(array_to_image(image, "rgb8", header))
+        if self.compressed:
+            self.image_pub.publish(rgb_to_compressed(image, "jpeg", header))
+        else:
+            self.image_pub.publish(array_to_image(image, "rgb8", header))
         if wait:
             self.wait_for(lambda: self.node.frames_accepted > before, what=f"frame {seq}")
         return header

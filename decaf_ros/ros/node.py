@@ -691,6 +691,7 @@ class DecafNode(LifecycleNode):
                 return
             kind, goal, cancel = job
             try:
+                self._apply_cpu_threads()
                 if kind == "ground":
                     self._ground(goal, cancel)
                 else:
@@ -731,12 +732,16 @@ class DecafNode(LifecycleNode):
         return True
 
     def _apply_cpu_threads(self) -> None:
+        """torch's CPU thread count is per calling thread (OpenMP), so it is set on the thread that
+        loads the models and on the worker before each job; a no-op once it matches."""
         threads = self._params.cpu_threads
-        if threads > 0:
-            import torch  # the node's process is where torch runs; set before the models are built
+        if threads <= 0:
+            return
+        import torch  # the node's process is where torch runs
 
+        if torch.get_num_threads() != threads:
             torch.set_num_threads(threads)
-            self.get_logger().info(f"torch CPU threads: {threads}")
+            self.get_logger().info(f"torch CPU threads: {threads}", once=True)
 
     def _release_pipeline(self) -> None:
         if self._pipeline is None:
