@@ -681,7 +681,7 @@ def lifecycle_memory(context: Context, args: argparse.Namespace) -> dict[str, An
     """
     from decaf_ros.benchmark import ModelSet, build_pipeline
     from decaf_ros.core.config import DecafConfig
-    from decaf_ros.core.memory import rss_mb
+    from decaf_ros.devtools.memory import rss_mb
 
     config = DecafConfig(device="cuda" if torch.cuda.is_available() else "cpu", **TINY_SETTINGS)
     node = make_node(context, lambda _p: build_pipeline(ModelSet("tiny", args.lifecycle_sam2), config,

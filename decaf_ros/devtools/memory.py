@@ -6,9 +6,6 @@ the reset is refused, ``ru_maxrss`` (the process-lifetime peak) stands in.
 """
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import gc
 import resource
 
 import torch
@@ -50,22 +47,6 @@ def rss_peak_mb() -> float:
         return _status_kb("VmHWM") / 1024
     except (OSError, KeyError):
         return _lifetime_peak_mb()
-
-
-def return_freed_memory() -> None:
-    """Hand memory of dropped models back: collect cycles, empty the CUDA cache, trim the C heap.
-
-    glibc keeps freed heap pages for reuse, so without ``malloc_trim`` a process that dropped a
-    model keeps its RSS; the trim returns those pages to the kernel (a no-op on other libcs).
-    """
-    gc.collect()
-    if torch.cuda.is_available():
-        torch.cuda.empty_cache()
-    libc_name = ctypes.util.find_library("c")
-    if libc_name:
-        trim = getattr(ctypes.CDLL(libc_name), "malloc_trim", None)
-        if trim is not None:
-            trim(0)
 
 
 def rel_diff(row: torch.Tensor, ref: torch.Tensor) -> tuple[float, float]:

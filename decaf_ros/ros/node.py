@@ -747,7 +747,7 @@ class DecafNode(LifecycleNode):
         if self._pipeline is None:
             return
         self._pipeline = None
-        from decaf_ros.core.memory import return_freed_memory
+        from decaf_ros.core.loading import return_freed_memory
 
         return_freed_memory()
 

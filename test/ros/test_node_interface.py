@@ -32,7 +32,7 @@ from fake_pipeline import FakePipeline, FakePipelineWithoutCoarse, grown, plante
 from node_harness import (RELIABLE, H, W, camera_info, depth_image, flat_depth, header_at, make_harness,  # noqa: F401
                           make_image, stamp_key)
 
-TEST_DIR = Path(__file__).resolve().parent
+TEST_DIR = Path(__file__).resolve().parents[1]  # test/: the child scripts and the fixtures they import
 CHILD_TIMEOUT_S = 120
 LATCHED = QoSProfile(depth=1, reliability=ReliabilityPolicy.RELIABLE, durability=DurabilityPolicy.TRANSIENT_LOCAL)
 
