@@ -7,6 +7,10 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
+# Smallest frame side the pipeline accepts (``pipeline.validate_frames``); live inputs are checked
+# against it on arrival so an unusable frame never reaches a clip.
+MIN_FRAME_SIDE = 2
+
 
 def key_frame_indices(n: int, k: int = 16) -> list[int]:
     """Indices of the key frames of an n-frame clip.

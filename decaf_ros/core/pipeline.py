@@ -17,7 +17,7 @@ import torch
 
 from . import prompts
 from .config import DecafConfig
-from .frames import key_frame_indices
+from .frames import MIN_FRAME_SIDE, key_frame_indices
 from .fusion import coarse_masks, coarse_targets, fuse_maps
 from .loading import pick_device, pick_dtype
 from .models import MLLMAdapter, load_mllm
@@ -56,7 +56,7 @@ def validate_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError(f"frame {i} must be a uint8 RGB array of shape (H, W, 3), got "
                              f"{getattr(frame, 'dtype', type(frame))} {getattr(frame, 'shape', '')}")
-        if frame.shape[0] < 2 or frame.shape[1] < 2:
+        if frame.shape[0] < MIN_FRAME_SIDE or frame.shape[1] < MIN_FRAME_SIDE:
             raise InputError(f"frame {i} is too small: {frame.shape[1]}x{frame.shape[0]}")
         sizes.add(frame.shape[:2])
     if len(sizes) > 1:

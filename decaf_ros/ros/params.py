@@ -14,6 +14,7 @@ from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescri
 from decaf_ros.core.config import DEFAULT_MLLM, DEFAULT_SAM2, DecafConfig
 
 QOS_CHOICES = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=("auto", "float32", "bfloat16", "float16")),
     ParamSpec("sam2_dtype", _C.sam2_dtype, "SAM2 dtype (reference: float32)", read_only=True,
               core_field="sam2_dtype", choices=("auto", "float32", "bfloat16", "float16")),
+    ParamSpec("cpu_threads", 0, "torch CPU threads, set when the models load; 0 = torch's default (one per core)",
+              0, 1024, read_only=True),
     ParamSpec("fallback_to_tiny_models", False,
               "when the models cannot be loaded, use tiny RANDOM models (plumbing demo only; masks meaningless)",
               read_only=True),
@@ -84,6 +87,9 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("frame_stride", 2, "take every n-th buffered frame into the clip", 1, 64),
     # --- topics and QoS (relative names, so namespaces and remaps apply)
     ParamSpec("image_topic", "image", "color image topic (rgb8/bgr8/rgba8/bgra8/mono8)", read_only=True),
+    ParamSpec("image_transport", "raw",
+              "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage (JPEG/PNG) on "
+              "<image_topic>/compressed", read_only=True, choices=IMAGE_TRANSPORTS),
     ParamSpec("depth_topic", "depth", "aligned depth topic (16UC1 mm or 32FC1 m); empty = no depth",
               read_only=True),
     ParamSpec("camera_info_topic", "camera_info", "CameraInfo of the color camera; empty = none",
@@ -111,10 +117,16 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("min_valid_depth_px", 20, "valid depth pixels needed for a 3D centroid", 1, 1000000),
     # --- outputs
     ParamSpec("publish_overlay", True, "publish ~/overlay (costs a copy + drawing per frame)"),
+    ParamSpec("publish_target_masks", True, "fill Target.mask in ~/targets (false: empty masks, smaller messages)"),
     ParamSpec("overlay_alpha", 0.45, "tint opacity of the overlay", 0.0, 1.0),
     ParamSpec("marker_scale_m", 0.05, "diameter of the centroid sphere markers", 0.001, 10.0),
     ParamSpec("status_rate_hz", 1.0, "periodic ~/status rate (also published on every state change)",
               0.1, 100.0, read_only=True),
+    ParamSpec("diagnostics_rate_hz", 1.0, "diagnostic_msgs/DiagnosticArray rate on /diagnostics; 0 = off",
+              0.0, 100.0, read_only=True),
+    # --- lifecycle
+    ParamSpec("autostart", True, "configure and activate at start (false: wait for `ros2 lifecycle set`)",
+              read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
 

@@ -63,7 +63,8 @@ def test_topic_arguments_remap_the_node_topics():
     for name, default, _ in _literal("TOPIC_ARGUMENTS"):
         if name == "goal_topic":
             # Goals go to /decaf/goal by default, the documented public topic of a launched node.
-            assert (config[name], default) == ("goal", "/decaf/goal")
+            # Relative, so a namespace argument moves it along with the node.
+            assert (config[name], default) == ("goal", "decaf/goal")
             continue
         assert config[name] == default, f"{name}: remap source must be the node's default topic name"
 
@@ -118,4 +119,72 @@ def test_builds_a_launch_description_on_a_ros_machine(monkeypatch):
             action.visit(context)
     context.launch_configurations.update({"mllm": "/models/qwen", "use_player": "true"})
     nodes = module._nodes(context)
-    assert [n.node_executable for n in nodes] == ["decaf_node", "decaf_player", "rviz2"]
+    assert [n.node_executable for n in nodes] == ["decaf_node", "decaf_player"]
+
+
+class _Recorded:
+    """Stand-in for a launch action: keeps its constructor arguments."""
+
+    def __init__(self, *args, **kwargs):
+        self.args, self.kwargs = args, kwargs
+
+
+def _load_with_stub_launch(monkeypatch, installed: set[str]):
+    """The launch file against minimal stand-ins of launch/launch_ros (not installable here), with
+    ``installed`` the packages the ament index knows."""
+    import importlib.util
+    import sys
+    import types
+
+    from ament_index_python.packages import PackageNotFoundError
+
+    def share(package):
+        if package not in installed:
+            raise PackageNotFoundError(package)
+        return str(ROOT)
+
+    class Config:
+        def __init__(self, name):
+            self.name = name
+
+        def perform(self, context):
+            return context[self.name]
+
+    modules = {
+        "launch": types.SimpleNamespace(LaunchDescription=_Recorded),
+        "launch.actions": types.SimpleNamespace(DeclareLaunchArgument=_Recorded, LogInfo=_Recorded,
+                                                OpaqueFunction=_Recorded),
+        "launch.conditions": types.SimpleNamespace(IfCondition=_Recorded),
+        "launch.substitutions": types.SimpleNamespace(LaunchConfiguration=Config),
+        "launch_ros.actions": types.SimpleNamespace(Node=_Recorded),
+        "launch_ros": types.SimpleNamespace(),
+    }
+    for name, module in modules.items():
+        monkeypatch.setitem(sys.modules, name, module)
+    spec = importlib.util.spec_from_file_location("decaf_launch_stubbed", LAUNCH)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    monkeypatch.setattr(module, "get_package_share_directory", share)
+    return module
+
+
+def _context(**values):
+    return {name: default for name, (default, _) in _arguments().items()} | values
+
+
+def test_use_rviz_without_rviz2_warns_instead_of_failing(monkeypatch):
+    module = _load_with_stub_launch(monkeypatch, installed={"decaf_ros"})
+    actions = module._nodes(_context(use_rviz="true"))
+    executables = [a.kwargs.get("executable") for a in actions]
+    assert executables[:2] == ["decaf_node", "decaf_player"] and "rviz2" not in executables
+    assert "rviz2 is not installed" in actions[-1].kwargs["msg"]
+    with_rviz = _load_with_stub_launch(monkeypatch, installed={"decaf_ros", "rviz2"})
+    assert [a.kwargs.get("executable") for a in with_rviz._nodes(_context(use_rviz="true"))][-1] == "rviz2"
+
+
+def test_namespace_and_autostart_reach_the_node(monkeypatch):
+    module = _load_with_stub_launch(monkeypatch, installed={"decaf_ros"})
+    decaf = module._nodes(_context(namespace="/robot1", autostart="false"))[0]
+    assert decaf.kwargs["namespace"] == "/robot1" and decaf.kwargs["name"] == "decaf"
+    assert decaf.kwargs["parameters"][1]["autostart"] is False
+    assert ("goal", "decaf/goal") in decaf.kwargs["remappings"]  # -> /robot1/decaf/goal

@@ -6,240 +6,22 @@ exercised deterministically without models.
 """
 from __future__ import annotations
 
-import itertools
 import statistics
-import threading
 import time
-from collections import defaultdict
-from typing import Any, Callable
 
 import numpy as np
 import pytest
-import torch
-from geometry_msgs.msg import PointStamped
-from rclpy.executors import SingleThreadedExecutor
-from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
-from sensor_msgs.msg import CameraInfo, Image
-from std_msgs.msg import Header, String
-from visualization_msgs.msg import Marker, MarkerArray
+from sensor_msgs.msg import Image
+from visualization_msgs.msg import Marker
+
+from rclpy.lifecycle import TransitionCallbackReturn
 
 from decaf_ros.core.loading import ModelLoadError
-from decaf_ros.core.pipeline import GroundingCancelled
-from decaf_ros.core.result import GroundingResult, TrackResult
 from decaf_ros.msg import Status, TargetArray
-from decaf_ros.ros.image_conversion import array_to_image
-from decaf_ros.ros.node import DecafNode
-
-W, H = 64, 48
-FX = FY = 50.0
-RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-_namespaces = itertools.count()
-
-
-def planted_mask(height: int, width: int, query: str) -> np.ndarray:
-    """A box on the left for goals mentioning 'left', else on the right."""
-    mask = np.zeros((height, width), dtype=bool)
-    rows = slice(height // 4, 3 * height // 4)
-    mask[rows, 2: width // 3] = "left" in query
-    mask[rows, 2 * width // 3: width - 2] = "left" not in query
-    return mask
-
-
-class FakePipeline:
-    """DecafPipeline stand-in: deterministic planted masks, controllable delay and failures."""
-
-    def __init__(self, block: bool = False, honour_cancel: bool = True, track_score: float = 0.95) -> None:
-        self.gate = threading.Event()
-        if not block:
-            self.gate.set()
-        self.entered = threading.Event()
-        self.honour_cancel = honour_cancel
-        self.track_score = track_score
-        self.ground_error: BaseException | None = None
-        self.track_error: BaseException | None = None
-        self.ground_calls: list[tuple[str, list[tuple[int, ...]]]] = []
-        self.cancelled = 0
-        self.cancel_events: list[threading.Event | None] = []  # the event the node handed to each ground()
-        self.track_calls = 0
-        self._query = ""
-
-    def ground(self, frames: list[np.ndarray], query: str, *, cancel: threading.Event | None = None,
-               progress: Callable[[str], None] | None = None) -> GroundingResult:
-        self.ground_calls.append((query, [f.shape for f in frames]))
-        self.cancel_events.append(cancel)
-        self.entered.set()
-        while not self.gate.wait(0.005):
-            self._stop_if_cancelled(cancel)
-        # Checked once more after the gate opens, like the real pipeline's next stage boundary: whether the
-        # cancel is observed must not depend on which of the gate and the cancel the thread saw first.
-        self._stop_if_cancelled(cancel)
-        if self.ground_error is not None:
-            raise self.ground_error
-        height, width = frames[0].shape[:2]
-        target = np.broadcast_to(planted_mask(height, width, query), (1, len(frames), height, width)).copy()
-        self._query = query
-        return GroundingResult(
-            query=query, masks=target[0], target_masks=target, target_scores=np.array([0.9], np.float32),
-            coarse_masks=np.zeros((0, height, width), bool), key_frame_indices=list(range(len(frames))),
-            fused=torch.zeros(len(frames), 2, 2), obj_name=query.split()[-1], candidates=[])
-
-    def _stop_if_cancelled(self, cancel: threading.Event | None) -> None:
-        if self.honour_cancel and cancel is not None and cancel.is_set():
-            self.cancelled += 1
-            raise GroundingCancelled("cancelled")
-
-    def start_tracking(self, frame: np.ndarray, result: GroundingResult) -> int:
-        return result.num_targets
-
-    def track(self, frame: np.ndarray) -> TrackResult:
-        self.track_calls += 1
-        if self.track_error is not None:
-            raise self.track_error
-        mask = planted_mask(frame.shape[0], frame.shape[1], self._query)[None]
-        return TrackResult(target_masks=mask, scores=np.array([self.track_score], np.float32), timing_s=0.001)
-
-    def stop_tracking(self) -> None:
-        pass
-
-
-def header_at(seq: int, frame_id: str = "cam") -> Header:
-    header = Header(frame_id=frame_id)
-    header.stamp.sec, header.stamp.nanosec = 100 + seq // 10, (seq % 10) * 100_000_000
-    return header
-
-
-def stamp_key(header: Header) -> tuple[int, int]:
-    return header.stamp.sec, header.stamp.nanosec
-
-
-def camera_info(width: int = W, height: int = H) -> CameraInfo:
-    return CameraInfo(header=header_at(0), width=width, height=height,
-                      k=[FX, 0.0, (width - 1) / 2, 0.0, FY, (height - 1) / 2, 0.0, 0.0, 1.0])
-
-
-def depth_image(header: Header, depth_m: np.ndarray) -> Image:
-    data = depth_m.astype(np.float32)
-    return Image(header=header, height=data.shape[0], width=data.shape[1], encoding="32FC1",
-                 step=data.shape[1] * 4, data=data.tobytes())
-
-
-def make_image(seq: int, width: int = W, height: int = H) -> np.ndarray:
-    rng = np.random.default_rng(seq)
-    return rng.integers(0, 256, size=(height, width, 3), dtype=np.uint8)
-
-
-class Harness:
-    """A DecafNode plus a helper node that feeds it and records everything it publishes."""
-
-    OUTPUTS = {"mask": Image, "overlay": Image, "targets": TargetArray, "centroid": PointStamped,
-               "markers": MarkerArray, "status": Status}
-
-    def __init__(self, context: Any, fake: FakePipeline | None = None, factory: Callable | None = None,
-                 **overrides: Any) -> None:
-        self.fake = fake or FakePipeline()
-        self.ns = f"/decaf_test_{next(_namespaces)}"
-        params = {"clip_length": 8, "frame_stride": 1, "regrounding_period_s": 0.0, "depth_erosion_px": 1,
-                  "min_valid_depth_px": 5, "status_rate_hz": 5.0} | overrides
-        self.node = DecafNode(pipeline_factory=factory or (lambda _params: self.fake), namespace=self.ns,
-                              context=context,
-                              parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
-        self.io = Node("harness", namespace=self.ns, context=context)
-        self.received: dict[str, list[Any]] = defaultdict(list)
-        self._lock = threading.Lock()
-        self.subs = [self.io.create_subscription(t, f"decaf/{name}", self._recorder(name), RELIABLE)
-                     for name, t in self.OUTPUTS.items()]
-        self.image_pub = self.io.create_publisher(Image, "image", RELIABLE)
-        self.depth_pub = self.io.create_publisher(Image, "depth", RELIABLE)
-        self.info_pub = self.io.create_publisher(CameraInfo, "camera_info", RELIABLE)
-        self.goal_pub = self.io.create_publisher(String, "goal", RELIABLE)
-        self.executor = SingleThreadedExecutor(context=context)
-        self.executor.add_node(self.node)
-        self.executor.add_node(self.io)
-        self.thread = threading.Thread(target=self.executor.spin, daemon=True)
-        self.thread.start()
-        pubs = [self.image_pub, self.depth_pub, self.info_pub, self.goal_pub]
-        self.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs)
-                      and all(s.get_publisher_count() > 0 for s in self.subs), what="discovery")
-
-    def _recorder(self, name: str) -> Callable[[Any], None]:
-        def record(msg: Any) -> None:
-            with self._lock:
-                self.received[name].append(msg)
-        return record
-
-    def got(self, name: str) -> list[Any]:
-        with self._lock:
-            return list(self.received[name])
-
-    @staticmethod
-    def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            value = predicate()
-            if value:
-                return value
-            time.sleep(0.005)
-        raise AssertionError(f"timed out waiting for {what}")
-
-    def wait_status(self, predicate: Callable[[Status], bool], what: str, timeout: float = 15.0) -> Status:
-        return self.wait_for(lambda: next((s for s in reversed(self.got("status")) if predicate(s)), None),
-                             timeout, what)
-
-    def send_frame(self, seq: int, image: np.ndarray | None = None, depth_m: np.ndarray | None = None,
-                   info: CameraInfo | None = None, wait: bool = True) -> Header:
-        header = header_at(seq)
-        image = make_image(seq) if image is None else image
-        if info is not None:
-            self.info_pub.publish(info)
-        if depth_m is not None:
-            self.depth_pub.publish(depth_image(header, depth_m))
-        before = self.node.frames_received
-        self.image_pub.publish(array_to_image(image, "rgb8", header))
-        if wait:
-            self.wait_for(lambda: self.node.frames_received > before, what=f"frame {seq}")
-        return header
-
-    def send_raw(self, msg: Image) -> None:
-        self.image_pub.publish(msg)
-
-    def goal(self, text: str) -> None:
-        self.goal_pub.publish(String(data=text))
-
-    def targets_for(self, goal_text: str, timeout: float = 15.0) -> TargetArray:
-        return self.wait_for(lambda: next((t for t in self.got("targets") if t.goal == goal_text), None),
-                             timeout, f"targets for {goal_text!r}")
-
-    def stop_spinning(self) -> None:
-        """Stop the executor and wait for its thread, so no callback runs on a node being destroyed."""
-        self.executor.shutdown()
-        self.thread.join(timeout=10.0)
-        assert not self.thread.is_alive(), "executor thread still spinning"
-
-    def close(self) -> None:
-        self.fake.gate.set()
-        self.stop_spinning()
-        self.node.destroy_node()
-        self.io.destroy_node()
-
-
-@pytest.fixture
-def make_harness(rclpy_context):
-    made: list[Harness] = []
-
-    def make(**kwargs: Any) -> Harness:
-        harness = Harness(rclpy_context, **kwargs)
-        made.append(harness)
-        return harness
-
-    yield make
-    for harness in made:
-        harness.close()
-
-
-def flat_depth(value: float = 1.0, width: int = W, height: int = H) -> np.ndarray:
-    return np.full((height, width), value, dtype=np.float32)
+from fake_pipeline import FakePipeline, planted_mask
+from node_harness import (FX, H, W, Harness, camera_info, depth_image, flat_depth, header_at, make_harness,  # noqa: F401
+                          make_image, stamp_key)
 
 
 # ============================================================================ main path
@@ -266,21 +48,21 @@ def test_goal_publishes_every_output_for_the_last_clip_frame(make_harness):
     assert (target.mask.width, target.mask.height, target.mask.encoding) == (W, H, "mono8")
     assert target.centroid_3d_valid and target.centroid_3d.z == pytest.approx(1.0)
 
-    mask = h.wait_for(lambda: h.got("mask"), what="mask")[0]
+    mask = h.output_for("mask", targets)
     assert (mask.width, mask.height, mask.encoding) == (W, H, "mono8")
     assert stamp_key(mask.header) == stamp_key(last) and mask.header.frame_id == "cam"
     raw = np.frombuffer(bytes(mask.data), np.uint8).reshape(H, W)
     np.testing.assert_array_equal(raw == 255, expected)
-    overlay = h.wait_for(lambda: h.got("overlay"), what="overlay")[0]
+    overlay = h.output_for("overlay", targets)
     assert (overlay.width, overlay.height, overlay.encoding) == (W, H, "rgb8")
     assert stamp_key(overlay.header) == stamp_key(last)
 
-    point = h.wait_for(lambda: h.got("centroid"), what="centroid")[0]
+    point = h.output_for("centroid", targets)
     assert point.header.frame_id == "cam" and stamp_key(point.header) == stamp_key(last)
     assert point.point.z == pytest.approx(1.0)
     assert point.point.x == pytest.approx((xs.mean() - (W - 1) / 2) / FX, abs=0.02)
 
-    markers = h.wait_for(lambda: h.got("markers"), what="markers")[0].markers
+    markers = h.output_for("markers", targets).markers
     assert markers[0].action == Marker.DELETEALL
     assert [m.type for m in markers[1:]] == [Marker.SPHERE, Marker.TEXT_VIEW_FACING]
     assert all(m.header.frame_id == "cam" for m in markers)
@@ -401,7 +183,7 @@ def test_wrong_encoding_reported_then_serves(make_harness):
     bad = Image(header=header_at(1), height=H, width=W, encoding="yuv422", step=W * 2, data=bytes(W * H * 2))
     h.send_raw(bad)
     status = h.wait_status(lambda s: "yuv422" in s.last_error, "encoding error on status")
-    assert "rgb8" in status.last_error and h.node.frames_received == 0
+    assert "rgb8" in status.last_error and h.node.frames_accepted == 0
     h.send_frame(2)
     h.goal("left thing")
     h.targets_for("left thing")
@@ -513,7 +295,7 @@ def test_16uc1_depth_gives_valid_3d(make_harness):
 # ============================================================================ robustness: models + inference
 
 
-def test_model_load_failure_at_startup_then_retry_on_goal(make_harness):
+def test_model_load_failure_fails_activation_then_a_retry_activates(make_harness):
     calls = []
     fake = FakePipeline()
 
@@ -523,30 +305,21 @@ def test_model_load_failure_at_startup_then_retry_on_goal(make_harness):
             raise ModelLoadError("Model 'x/y' is not available on this machine")
         return fake
 
-    h = make_harness(fake=fake, factory=factory)
-    h.wait_status(lambda s: s.state == Status.ERROR and "models not loaded" in s.last_error, "load error")
+    h = make_harness(fake=fake, factory=factory, autostart=False)
+    assert h.node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert h.node.trigger_activate() == TransitionCallbackReturn.FAILURE
+    status = h.wait_status(lambda s: s.state == Status.ERROR and "models not loaded" in s.last_error
+                           and s.lifecycle_state == "inactive", "load error on status")
+    assert "x/y" in status.last_error and status.lifecycle_state == "inactive"
+    h.wait_for(lambda: h.goal_pub.get_subscription_count() > 0, what="goal topic while inactive")
+    h.goal("left thing")  # not lost silently: refused with the reason
+    h.wait_status(lambda s: "not active" in s.last_error and "inactive" in s.last_error, "goal refused")
+    assert h.node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_active()
     h.send_frame(1)
     h.goal("left thing")
     h.targets_for("left thing")
-    assert len(calls) == 2
-
-
-def test_model_load_failure_reported_per_goal(make_harness):
-    calls = []
-
-    def factory(_params):
-        calls.append(1)
-        raise ModelLoadError("Model 'x/y' is not available on this machine")
-
-    h = make_harness(factory=factory)
-    h.wait_status(lambda s: s.state == Status.ERROR, "load error")
-    h.send_frame(1)
-    for goal_id, text in ((1, "left thing"), (2, "right thing")):
-        h.goal(text)
-        status = h.wait_status(lambda s: s.goal_id == goal_id and s.state == Status.ERROR
-                               and "models not loaded" in s.last_error, f"goal {goal_id} refused")
-        assert "x/y" in status.last_error
-    assert len(calls) == 3 and not h.got("targets")
+    assert len(calls) == 2 and [q for q, _ in fake.ground_calls] == ["left thing"]
 
 
 def test_model_load_error_mid_run_reloads_on_next_goal(make_harness):
@@ -607,9 +380,10 @@ def test_destroy_node_stops_a_busy_worker(rclpy_context):
     h.goal("left thing")
     h.wait_for(fake.entered.is_set, what="grounding started")
     h.stop_spinning()
+    worker = h.node._worker
     start = time.monotonic()
     h.node.destroy_node()  # the cancel Event ends the blocked grounding
-    assert not h.node._worker.is_alive() and time.monotonic() - start < 2.0
+    assert not worker.is_alive() and time.monotonic() - start < 2.0
     h.io.destroy_node()
 
 

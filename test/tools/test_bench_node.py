@@ -40,17 +40,24 @@ def test_smallest_run_reports_every_field(tmp_path_factory: pytest.TempPathFacto
     out = tmp / "node.json"
     argv = ["--sizes", "32x24", "--iterations", "3", "--dds-seconds", "0.2", "--e2e-size", "64x48",
             "--goals", "1", "--track-seconds", "0.5", "--goal-timeout", "120", "--tiny-dir", str(tmp / "models"),
-            "--threads", "1", "--skip", "real", "--json", str(out)]
+            "--threads", "1", "--lifecycle-sam2", "tiny", "--skip", "real", "--json", str(out)]
     assert bench.main(argv) == 0
     printed = capsys.readouterr().out
     report = json.loads(out.read_text())
-    assert {"meta", "callbacks", "e2e", "real_size"} <= set(report)
+    assert {"meta", "callbacks", "compressed_ratios", "e2e", "real_size", "lifecycle"} <= set(report)
 
     rows = report["callbacks"]
     direct = [r for r in rows if r["transport"] == "direct"]
     dds = [r for r in rows if r["transport"] == "dds"]
-    # direct: image rgb8 + bgr8, depth callback, worker-side depth conversion; per worker state and size
-    assert len(direct) == len(bench.WORKER_STATES) * 4
+    # direct: image rgb8 + bgr8, the photo raw + JPEG q90 + PNG, depth callback, worker-side depth conversion;
+    # per worker state and size
+    assert len(direct) == len(bench.WORKER_STATES) * 7
+    ratios = report["compressed_ratios"]
+    assert {(r["worker"], r["encoding"]) for r in ratios} == {(w, e) for w in bench.WORKER_STATES
+                                                              for e in bench.COMPRESSED}
+    assert all(_number(r["ratio"]) and r["ratio"] > 0 and 0 < r["bytes_ratio"] < 1 for r in ratios)
+    lifecycle = report["lifecycle"]
+    assert lifecycle["models"] == "tiny+tiny" and _number(lifecycle["rss_released_mb"])
     # dds: each color encoding with a depth image alongside; per worker state and size
     assert len(dds) == len(bench.WORKER_STATES) * 4
     assert {r["worker"] for r in rows} == set(bench.WORKER_STATES)
@@ -74,7 +81,8 @@ def test_smallest_run_reports_every_field(tmp_path_factory: pytest.TempPathFacto
     assert runs[1]["settings"]["min_track_score"] == 0.0
 
     assert report["real_size"] == {"skipped": "skipped (--skip real)"}  # measured by the test below
-    for text in ("Per-frame callback cost", "goal -> first ~/mask", "tracked vs re-grounded", "Real-size"):
+    for text in ("Per-frame callback cost", "Compressed vs raw", "Lifecycle memory", "goal -> first ~/mask",
+                 "tracked vs re-grounded", "Real-size"):
         assert text in printed
 
 
