@@ -4,7 +4,7 @@ Every tiny random model the registered families offer (``core/models/<family>/ti
 built at most once per session with ``save_pretrained`` and loaded back with ``from_pretrained``
 through ``load_mllm`` (the same path as a real checkpoint). ``tiny_mllm`` runs a test once per
 tiny MLLM of every family; the named fixtures give the quirk tests their family's model.
-Shared clips live here too.
+Shared clips and the ROS node harness fixture live here too.
 """
 from __future__ import annotations
 
@@ -122,6 +122,24 @@ def tiny_llava_dir(tiny_builds: TinyBuilds) -> str:
 @pytest.fixture(scope="session")
 def tiny_llava_adapter(tiny_builds: TinyBuilds) -> Any:
     return tiny_builds.adapter("llava-ov")
+
+
+# ----------------------------------------------------------------------------- ROS node
+@pytest.fixture
+def make_harness(rclpy_context):
+    """``make(**kwargs)`` -> a ``node_harness.Harness`` (a DecafNode driven over real rclpy); all closed after."""
+    from node_harness import Harness
+
+    made: list[Harness] = []
+
+    def make(**kwargs: Any) -> Harness:
+        harness = Harness(rclpy_context, **kwargs)
+        made.append(harness)
+        return harness
+
+    yield make
+    for harness in made:
+        harness.close()
 
 
 # ----------------------------------------------------------------------------- hub

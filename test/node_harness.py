@@ -12,7 +12,6 @@ from collections import defaultdict
 from typing import Any, Callable
 
 import numpy as np
-import pytest
 from geometry_msgs.msg import PointStamped
 from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
@@ -184,20 +183,6 @@ class Harness:
         self.stop_spinning()
         self.node.destroy_node()
         self.io.destroy_node()
-
-
-@pytest.fixture
-def make_harness(rclpy_context):
-    made: list[Harness] = []
-
-    def make(**kwargs: Any) -> Harness:
-        harness = Harness(rclpy_context, **kwargs)
-        made.append(harness)
-        return harness
-
-    yield make
-    for harness in made:
-        harness.close()
 
 
 def flat_depth(value: float = 1.0, width: int = W, height: int = H) -> np.ndarray:

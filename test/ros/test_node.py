@@ -20,8 +20,7 @@ from rclpy.lifecycle import TransitionCallbackReturn
 from decaf_ros.core.loading import ModelLoadError
 from decaf_ros.msg import Status, TargetArray
 from fake_pipeline import FakePipeline, planted_mask
-from node_harness import (FX, H, W, Harness, camera_info, depth_image, flat_depth, header_at, make_harness,  # noqa: F401
-                          make_image, stamp_key)
+from node_harness import FX, H, W, Harness, camera_info, depth_image, flat_depth, header_at, make_image, stamp_key
 
 
 # ============================================================================ main path

@@ -29,8 +29,7 @@ from decaf_ros.action import Ground
 from decaf_ros.msg import Status, TargetArray
 from decaf_ros.ros.image_conversion import array_to_image, rgb_to_compressed
 from fake_pipeline import FakePipeline, FakePipelineWithoutCoarse, grown, planted_mask
-from node_harness import (RELIABLE, H, W, camera_info, depth_image, flat_depth, header_at, make_harness,  # noqa: F401
-                          make_image, stamp_key)
+from node_harness import RELIABLE, H, W, camera_info, depth_image, flat_depth, header_at, make_image, stamp_key
 
 TEST_DIR = Path(__file__).resolve().parents[1]  # test/: the child scripts and the fixtures they import
 CHILD_TIMEOUT_S = 120
