@@ -15,6 +15,16 @@ DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
 IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
 PROMPT_VERSION_FIELDS = ("prompt_object_version", "prompt_choice_version", "prompt_background_version")
+# Settings that choose between the reference's variants; decaf-segment/decaf-eval expose them as options
+# and the node as parameters, all with these descriptions.
+VARIANT_FIELDS = (*PROMPT_VERSION_FIELDS, "image_processor_backend")
+VARIANT_DOCS = {
+    "prompt_object_version": "P1 object-class prompt: 0 = the paper's, 1-3 = its Table 10 ablation variants",
+    "prompt_choice_version": "P2 class-choice prompt: 0 = the paper's, 1-3 = its Table 12 ablation variants",
+    "prompt_background_version": "P3 background prompt: 0 = the paper's, 1-3 = its Table 11 ablation variants",
+    "image_processor_backend": "Qwen families' image processor: pil = the reference's (bit-identical pixels), "
+                               "torchvision = transformers' fast one (pixels differ by 1 ulp)",
+}
 
 
 @dataclass(frozen=True)

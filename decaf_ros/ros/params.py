@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from decaf_ros.core.config import DEFAULT_MLLM, DEFAULT_SAM2, IMAGE_PROCESSOR_BACKENDS, DecafConfig
+from decaf_ros.core.config import (DEFAULT_MLLM, DEFAULT_SAM2, IMAGE_PROCESSOR_BACKENDS, PROMPT_VERSION_FIELDS,
+                                   VARIANT_DOCS, DecafConfig)
 
 QOS_CHOICES = ("sensor_data", "reliable")
 
@@ -78,19 +79,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               core_field="nms_iou"),
     ParamSpec("track_score_threshold", _C.track_score_threshold, "tracklet score needed to keep a target",
               0.0, 2.0, core_field="track_score_threshold"),
-    ParamSpec("prompt_object_version", _C.prompt_object_version,
-              "P1 object-class prompt: 0 = the paper's, 1-3 = its Table 10 ablation variants", 0, 3,
-              core_field="prompt_object_version"),
-    ParamSpec("prompt_choice_version", _C.prompt_choice_version,
-              "P2 class-choice prompt: 0 = the paper's, 1-3 = its Table 12 ablation variants", 0, 3,
-              core_field="prompt_choice_version"),
-    ParamSpec("prompt_background_version", _C.prompt_background_version,
-              "P3 background prompt: 0 = the paper's, 1-3 = its Table 11 ablation variants", 0, 3,
-              core_field="prompt_background_version"),
-    ParamSpec("image_processor_backend", _C.image_processor_backend,
-              "Qwen families' image processor: pil = the reference's (bit-identical pixels), torchvision = "
-              "transformers' fast one (pixels differ by 1 ulp)", read_only=True,
-              core_field="image_processor_backend", choices=IMAGE_PROCESSOR_BACKENDS),
+    *(ParamSpec(name, getattr(_C, name), VARIANT_DOCS[name], 0, 3, core_field=name)
+      for name in PROMPT_VERSION_FIELDS),
+    ParamSpec("image_processor_backend", _C.image_processor_backend, VARIANT_DOCS["image_processor_backend"],
+              read_only=True, core_field="image_processor_backend", choices=IMAGE_PROCESSOR_BACKENDS),
     # --- clip buffer
     ParamSpec("clip_length", 32, "frames kept in the ring buffer (the clip grounding sees)", 1, 1024,
               read_only=True),
