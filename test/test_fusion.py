@@ -8,6 +8,7 @@ import torch
 from decaf_ros.core.fusion import (
     align_video_to_frames,
     coarse_masks,
+    coarse_targets,
     contrast,
     fuse_maps,
     fuse_video_frame,
@@ -161,3 +162,26 @@ def test_coarse_masks_upsample_to_output_size():
     masks = coarse_masks(fused, (8, 6))
     assert masks.shape == (1, 8, 6)
     assert masks[0, 0, 0] and not masks[0, 7, 5]
+
+
+def test_coarse_targets_are_the_last_key_frames_components_ranked_by_mean_f():
+    fused = torch.zeros(2, 8, 8)
+    fused[1, 1:3, 1:3] = 1.0  # strong blob
+    fused[1, 5:7, 5:7] = 0.6  # weaker blob
+    fused[0, 4, 4] = 1.0  # earlier key frame: not a target
+    coarse = np.zeros((2, 8, 8), dtype=bool)
+    coarse[0, 4, 4] = True
+    coarse[1, 1:3, 1:3] = True
+    coarse[1, 5:7, 5:7] = True
+    masks, scores = coarse_targets(fused, coarse, key_frame_indices=[0, 4], num_frames=5)
+    assert masks.shape == (2, 5, 8, 8) and masks.dtype == bool
+    assert scores.dtype == np.float32
+    assert np.allclose(scores, [1.0, 0.6])
+    assert masks[0, 4, 1:3, 1:3].all() and masks[0, 4].sum() == 4
+    assert masks[1, 4, 5:7, 5:7].all() and masks[1, 4].sum() == 4
+    assert not masks[:, :4].any()  # only the last key frame (clip frame 4) holds targets
+
+
+def test_coarse_targets_of_an_empty_mask_are_none():
+    masks, scores = coarse_targets(torch.zeros(1, 4, 4), np.zeros((1, 4, 4), bool), [0], 1)
+    assert masks.shape == (0, 1, 4, 4) and scores.shape == (0,)

@@ -10,6 +10,7 @@ import torch
 from decaf_ros.core.config import DecafConfig
 from decaf_ros.core.mllm.base import PassMaps
 from decaf_ros.core.pipeline import DecafPipeline, GroundingCancelled, InputError
+from decaf_ros.core.result import STAGE_COARSE, STAGE_DENSE
 
 H, W = 56, 84  # frame size; video grid 2x3 tokens, frame grid 4x6 tokens
 BOX = 10  # half side of the square the scripted SAM2 returns around a click
@@ -191,3 +192,88 @@ def test_pipeline_nms_decides_float32_ties_like_the_reference():
     tracklets = pipeline._key_frame_tracklets(clip(1), fused)
     assert len(tracklets) == 1
     assert tracklets[0].sam_iou == float(np.float32(0.69999999))  # mask 0 kept; float64 would keep mask 1
+
+
+class CoarseRecorder:
+    """progress + on_coarse callbacks that note which stages had started when the coarse result came."""
+
+    def __init__(self) -> None:
+        self.stages: list[str] = []
+        self.coarse: list = []  # (stages seen so far, result)
+
+    def progress(self, stage: str) -> None:
+        self.stages.append(stage)
+
+    def on_coarse(self, result) -> None:
+        self.coarse.append((list(self.stages), result))
+
+
+def test_coarse_result_comes_once_before_sam2_and_matches_the_final_coarse_masks():
+    pipeline, _, sam2 = make_pipeline(hot_cell=(1, 2))
+    frames = clip(9)
+    recorder = CoarseRecorder()
+    calls_at_coarse = []
+    recorder_on_coarse = recorder.on_coarse
+
+    def on_coarse(result):
+        calls_at_coarse.append(len(sam2.propagations))
+        recorder_on_coarse(result)
+
+    final = pipeline.ground(frames, "the mug", progress=recorder.progress, on_coarse=on_coarse)
+    assert len(recorder.coarse) == 1
+    seen, coarse = recorder.coarse[0]
+    assert seen[-1] == "coarse_masks" and "sam2_stage1" not in seen  # fired right after fusion + coarse masks
+    assert calls_at_coarse == [0] and len(sam2.propagations) > 0  # SAM2 ran only afterwards
+    assert "sam2_stage1" in recorder.stages
+    assert coarse.stage == STAGE_COARSE and coarse.coarse_only
+    assert final.stage == STAGE_DENSE and not final.coarse_only
+    assert np.array_equal(coarse.coarse_masks, final.coarse_masks)
+    keys = final.key_frame_indices
+    assert np.array_equal(coarse.masks[keys], final.coarse_masks)
+    others = [i for i in range(9) if i not in keys]
+    assert not coarse.masks[others].any()
+    # the coarse result is its own object: the dense stage did not overwrite it
+    assert coarse is not final and coarse.masks.any() and "sam2_stage1" not in coarse.timings
+    # coarse targets: the last key frame's components, each a part of that frame's coarse mask
+    assert coarse.target_masks.shape[0] >= 1 and coarse.target_masks.shape[1:] == (9, H, W)
+    assert coarse.target_scores.shape == (coarse.target_masks.shape[0],)
+    assert coarse.target_scores.dtype == np.float32
+    assert np.array_equal(coarse.target_masks.any(axis=0)[keys[-1]], coarse.coarse_masks[-1])
+    assert not coarse.target_masks[:, :keys[-1]].any()
+
+
+def test_coarse_only_returns_the_coarse_result_it_reported():
+    pipeline, _, sam2 = make_pipeline()
+    reported = []
+    result = pipeline.ground(clip(9), "the mug", coarse_only=True, on_coarse=reported.append)
+    assert reported == [result] and reported[0] is result
+    assert result.stage == STAGE_COARSE and result.num_targets >= 1
+    assert sam2.propagations == []
+
+
+def test_cancel_seen_before_the_coarse_result_suppresses_it():
+    pipeline, _, sam2 = make_pipeline()
+    cancel = threading.Event()
+    reported = []
+
+    def progress(stage):
+        if stage == "coarse_masks":
+            cancel.set()  # a newer goal arrives while the coarse masks are computed
+
+    with pytest.raises(GroundingCancelled):
+        pipeline.ground(clip(4), "the mug", cancel=cancel, progress=progress, on_coarse=reported.append)
+    assert reported == [] and sam2.propagations == []
+
+
+def test_cancel_after_the_coarse_result_stops_before_sam2():
+    pipeline, _, sam2 = make_pipeline()
+    cancel = threading.Event()
+    reported = []
+
+    def on_coarse(result):
+        reported.append(result)
+        cancel.set()
+
+    with pytest.raises(GroundingCancelled):
+        pipeline.ground(clip(4), "the mug", cancel=cancel, on_coarse=on_coarse)
+    assert len(reported) == 1 and sam2.propagations == []

@@ -125,6 +125,36 @@ def coarse_masks(fused: torch.Tensor, out_hw: tuple[int, int]) -> np.ndarray:
     return masks
 
 
+def coarse_targets(
+    fused: torch.Tensor, coarse: np.ndarray, key_frame_indices: list[int], num_frames: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Coarse masks -> targets before SAM2: (target masks (K, T, H, W) bool, scores (K,) float32).
+
+    A target is one 8-connected component of the coarse mask on the **last key frame**, the
+    newest frame of the clip, which a robot acts on and tracking starts from; its mask is that
+    component on that clip frame and False on every other frame (no association of components
+    across key frames is attempted: that is what SAM2's tracking adds). Its score is the mean
+    of F, bilinearly upsampled to the frame size as for the coarse masks (§6), over the
+    component's pixels, so in [0, 1]. Targets are ordered by score, highest first.
+
+    fused: F (T_k, h, w); coarse: (T_k, H, W) bool from ``coarse_masks``.
+    """
+    _check_3d(fused, "fused")
+    t_k, height, width = coarse.shape
+    if len(key_frame_indices) != t_k or fused.shape[0] != t_k:
+        raise ValueError(f"{len(key_frame_indices)} key frames, {t_k} coarse masks, {fused.shape[0]} maps")
+    last = np.ascontiguousarray(coarse[-1]).astype(np.uint8)
+    count, labels = cv2.connectedComponents(last, connectivity=8)
+    up = upsample_bilinear(fused[-1:].float().cpu(), (height, width))[0].numpy()
+    components = [labels == label for label in range(1, count)]
+    scores = np.array([up[c].mean() for c in components], dtype=np.float32)
+    order = np.argsort(-scores, kind="stable")
+    masks = np.zeros((len(components), num_frames, height, width), dtype=bool)
+    for k, index in enumerate(order):
+        masks[k, key_frame_indices[-1]] = components[index]
+    return masks, scores[order]
+
+
 def _check_3d(x: torch.Tensor, name: str) -> None:
     if x.dim() != 3:
         raise ValueError(f"{name} must be (t, h, w); got {tuple(x.shape)}")

@@ -10,6 +10,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -18,10 +19,10 @@ import torch
 from . import prompts
 from .config import DecafConfig
 from .frames import key_frame_indices
-from .fusion import coarse_masks, fuse_maps
+from .fusion import coarse_masks, coarse_targets, fuse_maps
 from .loading import ModelLoadError, pick_device, pick_dtype
 from .mllm import MLLMAdapter, load_mllm
-from .result import GroundingResult, Tracklet, TrackResult
+from .result import STAGE_COARSE, STAGE_DENSE, GroundingResult, Tracklet, TrackResult
 from .sam2 import Sam2Segmenter
 from .tracklets import (
     attention_consistency,
@@ -36,6 +37,7 @@ from .tracklets import (
 log = logging.getLogger(__name__)
 
 ProgressFn = Callable[[str], None]
+CoarseFn = Callable[[GroundingResult], None]
 MAX_QUERY_CHARS = 2000
 
 
@@ -88,10 +90,13 @@ class _StageClock:
         self._cancel = cancel
         self._progress = progress
 
+    def check_cancel(self, what: str) -> None:
+        if self._cancel is not None and self._cancel.is_set():
+            raise GroundingCancelled(f"cancelled before {what}")
+
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
-        if self._cancel is not None and self._cancel.is_set():
-            raise GroundingCancelled(f"cancelled before stage {name}")
+        self.check_cancel(f"stage {name}")
         if self._progress is not None:
             self._progress(name)
         start = time.perf_counter()
@@ -132,8 +137,16 @@ class DecafPipeline:
         coarse_only: bool = False,
         cancel: threading.Event | None = None,
         progress: ProgressFn | None = None,
+        on_coarse: CoarseFn | None = None,
     ) -> GroundingResult:
-        """Segment what ``query`` refers to in every frame of the clip (§2–§7)."""
+        """Segment what ``query`` refers to in every frame of the clip (§2–§7).
+
+        Progressive: ``on_coarse`` (if given) is called once, on this thread, with the coarse
+        result (stage ``STAGE_COARSE``: Otsu masks on the key frames, coarse targets, §6) as soon
+        as fusion and the coarse masks are done, before any SAM2 work — also when ``coarse_only``.
+        ``cancel`` is checked at every stage boundary, that call included. The returned result is
+        the dense one (stage ``STAGE_DENSE``) when SAM2 ran, else the coarse one.
+        """
         height, width = validate_frames(frames)
         query = validate_query(query)
         clock = _StageClock(cancel, progress)
@@ -142,18 +155,35 @@ class DecafPipeline:
         with torch.inference_mode():
             fused, obj_name, candidates = self._attention_volume(key_frames, query, clock)
         with clock.stage("coarse_masks"):
-            coarse = coarse_masks(fused, (height, width))
-        result = GroundingResult(
-            query=query, masks=np.zeros((len(frames), height, width), dtype=bool),
-            target_masks=np.zeros((0, len(frames), height, width), dtype=bool),
-            target_scores=np.zeros(0, dtype=np.float32), coarse_masks=coarse, key_frame_indices=keys,
-            fused=fused, obj_name=obj_name, candidates=candidates, timings=clock.timings,
-            coarse_only=coarse_only or self.sam2 is None)
-        if result.coarse_only:
-            result.masks[keys] = coarse
-            return result
+            coarse = self._coarse_result(fused, (len(frames), height, width), keys, query, obj_name, candidates)
+        coarse.timings = dict(clock.timings)
+        clock.check_cancel("the coarse result")
+        if on_coarse is not None:
+            on_coarse(coarse)
+        if coarse_only or self.sam2 is None:
+            coarse.timings = clock.timings
+            return coarse
+        result = replace(
+            coarse, masks=np.zeros_like(coarse.masks), target_masks=coarse.target_masks[:0],
+            target_scores=coarse.target_scores[:0], timings=clock.timings, coarse_only=False, stage=STAGE_DENSE)
         self._dense_masks(frames, key_frames, result, clock)
         return result
+
+    @staticmethod
+    def _coarse_result(
+        fused: torch.Tensor, clip_shape: tuple[int, int, int], keys: list[int], query: str, obj_name: str,
+        candidates: list[str],
+    ) -> GroundingResult:
+        """The §6 result: Otsu masks on the key frames and the coarse targets (``coarse_targets``)."""
+        num_frames, height, width = clip_shape
+        coarse = coarse_masks(fused, (height, width))
+        masks = np.zeros(clip_shape, dtype=bool)
+        masks[keys] = coarse
+        target_masks, target_scores = coarse_targets(fused, coarse, keys, num_frames)
+        return GroundingResult(
+            query=query, masks=masks, target_masks=target_masks, target_scores=target_scores,
+            coarse_masks=coarse, key_frame_indices=keys, fused=fused, obj_name=obj_name,
+            candidates=candidates, coarse_only=True, stage=STAGE_COARSE)
 
     def _attention_volume(
         self, key_frames: list[np.ndarray], query: str, clock: _StageClock,

@@ -8,6 +8,11 @@ import torch
 
 from .tracklets import object_score
 
+# What a GroundingResult holds: the attention (Otsu) masks before SAM2, or SAM2's dense masks.
+STAGE_COARSE = "coarse"
+STAGE_DENSE = "dense"
+STAGES = (STAGE_COARSE, STAGE_DENSE)
+
 
 @dataclass
 class Tracklet:
@@ -28,7 +33,14 @@ class Tracklet:
 
 @dataclass
 class GroundingResult:
-    """Everything one DecAF run on a clip produced (§1, artifacts of both stages)."""
+    """Everything one DecAF run on a clip produced (§1, artifacts of both stages).
+
+    ``stage`` says which masks it carries. A coarse result (``STAGE_COARSE``, also
+    ``coarse_only``) exists as soon as fusion is done: ``masks`` are the Otsu masks on the key
+    frames (False elsewhere) and the targets are the coarse targets of ``fusion.coarse_targets``.
+    A dense result (``STAGE_DENSE``) carries SAM2's masks on every frame and the kept tracklets.
+    Left empty, ``stage`` follows ``coarse_only``.
+    """
 
     query: str
     masks: np.ndarray  # (T, H, W) bool, union of the kept targets on every clip frame
@@ -43,6 +55,13 @@ class GroundingResult:
     kept: list[int] = field(default_factory=list)  # indices into tracklets that were propagated
     timings: dict[str, float] = field(default_factory=dict)  # seconds per stage
     coarse_only: bool = False
+    stage: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.stage:
+            self.stage = STAGE_COARSE if self.coarse_only else STAGE_DENSE
+        if self.stage not in STAGES:
+            raise ValueError(f"stage must be one of {', '.join(STAGES)}; got {self.stage!r}")
 
     @property
     def num_targets(self) -> int:
