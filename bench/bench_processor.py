@@ -1,0 +1,110 @@
+#!/usr/bin/env python3
+"""Benchmark: the Qwen image-processor backends on the frame path of a 16-frame 640x480 clip.
+
+``image_processor_backend`` (docs/method.md §13 item 11) picks the PIL/numpy image processor the
+reference loads (``pil``, the default: bit-identical frame-path pixels) or transformers' fast one
+(``torchvision``). This times what the backend changes, the processor call of every frame-path
+batch as the Qwen2.5-VL adapter makes it (frames already resized to their final size, batches of
+``frame_batch_size``), for both backends side by side in one process, alternating runs, and prints
+the median of each and their ratio. It also reports how many pixel values differ between them.
+
+The processors are loaded through the adapter's own loading code from a tiny Qwen2.5-VL folder
+built on the spot (its processor has the real Qwen2.5-VL settings: 14-px patches, 2x2 merge,
+CLIP mean/std), or from ``--model DIR``. Run with the installed package:
+
+    .venv/bin/python bench/bench_processor.py [--threads 1] [--repeats 7] [--json out.json]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
+from decaf_ros.core.config import IMAGE_PROCESSOR_BACKENDS, DecafConfig  # noqa: E402
+from decaf_ros.core.mllm.qwen2_5_vl import Qwen2_5_VLAdapter, resize_frames, video_frame_size  # noqa: E402
+from decaf_ros.core.prompts import normalize_expression, object_class_prompt  # noqa: E402
+
+
+def frame_path_images(num_frames: int, height: int, width: int, config: DecafConfig) -> list[np.ndarray]:
+    """A random clip resized to the frame-path size the adapter uses (2x the video grid per side)."""
+    rng = np.random.default_rng(0)
+    clip = [rng.integers(0, 256, (height, width, 3), dtype=np.uint8) for _ in range(num_frames)]
+    vh, vw = video_frame_size(height, width, config.video_max_tokens)  # multiples of the 28-px token
+    return resize_frames(clip, (vh * config.frame_resize_scale, vw * config.frame_resize_scale))
+
+
+def process_frames(processor, images: list[np.ndarray], prompt: str, batch: int) -> torch.Tensor:
+    """The frame path's processor calls (one per batch); -> all pixel_values."""
+    chat = processor.apply_chat_template(
+        [{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": prompt}]}],
+        add_generation_prompt=True, tokenize=False)
+    pixels = []
+    for start in range(0, len(images), batch):
+        part = images[start:start + batch]
+        inputs = processor(text=[chat] * len(part), images=part, return_tensors="pt", padding=True,
+                           images_kwargs={"do_resize": False})
+        pixels.append(inputs["pixel_values"])
+    return torch.cat(pixels)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--model", help="Qwen2.5-VL folder (default: a tiny one built in a temporary folder)")
+    parser.add_argument("--frames", type=int, default=16)
+    parser.add_argument("--size", default="640x480", help="WxH of the camera frames")
+    parser.add_argument("--repeats", type=int, default=7, help="timed runs per backend (alternating)")
+    parser.add_argument("--threads", type=int, default=1, help="torch CPU threads (pinned)")
+    parser.add_argument("--json", help="write the results to this JSON file")
+    args = parser.parse_args()
+    torch.set_num_threads(args.threads)
+    width, height = (int(v) for v in args.size.lower().split("x"))
+    config = DecafConfig()
+    with tempfile.TemporaryDirectory() as tmp:
+        source = args.model
+        if source is None:
+            from decaf_ros.core.tiny.qwen import build_tiny_qwen2_5_vl
+
+            source = str(build_tiny_qwen2_5_vl(Path(tmp) / "qwen"))
+        processors = {b: Qwen2_5_VLAdapter._load_processor(source, config.with_overrides(image_processor_backend=b))
+                      for b in IMAGE_PROCESSOR_BACKENDS}
+        images = frame_path_images(args.frames, height, width, config)
+        prompt = object_class_prompt(normalize_expression("the red mug"))
+        pixels = {b: process_frames(p, images, prompt, config.frame_batch_size) for b, p in processors.items()}  # warm-up
+        times: dict[str, list[float]] = {b: [] for b in processors}
+        for _ in range(args.repeats):
+            for backend, processor in processors.items():
+                start = time.perf_counter()
+                process_frames(processor, images, prompt, config.frame_batch_size)
+                times[backend].append(time.perf_counter() - start)
+    median = {b: statistics.median(t) for b, t in times.items()}
+    slow, fast = pixels["pil"], pixels["torchvision"]
+    report = {
+        "clip": f"{args.frames} frames {width}x{height}", "frame_path_size": list(images[0].shape[:2]),
+        "threads": args.threads, "repeats": args.repeats,
+        "classes": {b: type(p.image_processor).__name__ for b, p in processors.items()},
+        "median_s": median, "ratio_torchvision_over_pil": median["torchvision"] / median["pil"],
+        "pixel_values": int(slow.numel()), "differing_fraction": float((slow != fast).float().mean()),
+        "max_abs_difference": float((slow - fast).abs().max()),
+    }
+    print(f"frame-path image processing, {report['clip']} -> {images[0].shape[1]}x{images[0].shape[0]} per frame, "
+          f"batches of {config.frame_batch_size}, {args.threads} thread(s), median of {args.repeats}:")
+    for backend in processors:
+        print(f"  {backend:<12} {report['classes'][backend]:<26} {median[backend] * 1000:9.1f} ms")
+    print(f"  ratio torchvision / pil: {report['ratio_torchvision_over_pil']:.3f}")
+    print(f"  pixel values differing: {report['differing_fraction']:.1%} of {report['pixel_values']}, "
+          f"max |difference| {report['max_abs_difference']:.3g}")
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2))
+
+
+if __name__ == "__main__":
+    main()
