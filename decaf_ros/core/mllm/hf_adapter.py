@@ -141,7 +141,8 @@ class HFAdapter(MLLMAdapter):
     def _generate(self, inputs: Any) -> list[str]:
         out = self.model.generate(**inputs, generation_config=self._greedy_config())
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        # as the reference decodes: no clean-up of spaces before punctuation in the answers
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def _greedy_config(self) -> Any:
         """The checkpoint's generation config made greedy (§3.1).
