@@ -1,4 +1,4 @@
-"""From raw rollout maps to the fused attention volume F and coarse masks (method spec §5–§6).
+"""From raw rollout maps to the fused attention volume F and coarse masks (docs/method.md §5–§6).
 
 Chain (§5): Gaussian smoothing of the raw maps -> contrast clamp(obj - bg, 0, 1) on the
 un-normalised values -> min–max (video: global, frame: per frame) -> temporal alignment of

@@ -1,6 +1,6 @@
 """DecAF end to end: prompting stages → rollout maps → fusion → SAM2 tracklets → masks.
 
-Reference mode (``ground``) follows ``decaf-method.md`` §2–§7 step by step. Live mode adds
+Reference mode (``ground``) follows docs/method.md §2–§7 step by step. Live mode adds
 ``start_tracking``/``track``: SAM2 streaming over new frames after a grounding.
 """
 from __future__ import annotations
