@@ -30,7 +30,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 
 from decaf_ros.core.config import IMAGE_PROCESSOR_BACKENDS, DecafConfig  # noqa: E402
-from decaf_ros.core.mllm.qwen2_5_vl import Qwen2_5_VLAdapter, resize_frames, video_frame_size  # noqa: E402
+from decaf_ros.core.models.qwen2_5_vl.adapter import Qwen2_5_VLAdapter, resize_frames, video_frame_size  # noqa: E402
 from decaf_ros.core.prompts import normalize_expression, object_class_prompt  # noqa: E402
 
 
@@ -71,7 +71,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         source = args.model
         if source is None:
-            from decaf_ros.core.tiny.qwen import build_tiny_qwen2_5_vl
+            from decaf_ros.core.models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl
 
             source = str(build_tiny_qwen2_5_vl(Path(tmp) / "qwen"))
         processors = {b: Qwen2_5_VLAdapter._load_processor(source, config.with_overrides(image_processor_backend=b))

@@ -21,9 +21,9 @@ from .config import DecafConfig
 from .frames import key_frame_indices
 from .fusion import coarse_masks, coarse_targets, fuse_maps
 from .loading import ModelLoadError, pick_device, pick_dtype
-from .mllm import MLLMAdapter, load_mllm
+from .models import MLLMAdapter, load_mllm
+from .models.sam2.segmenter import Sam2Segmenter
 from .result import STAGE_COARSE, STAGE_DENSE, GroundingResult, Tracklet, TrackResult
-from .sam2 import Sam2Segmenter
 from .tracklets import (
     attention_consistency,
     cross_frame_check,
@@ -324,8 +324,8 @@ def tiny_model_dir() -> Path:
 
 def build_tiny_models(folder: Path | None = None) -> tuple[str, str]:
     """Build (once) and return local folders of the tiny random Qwen2.5-VL and SAM2 models."""
-    from .tiny.qwen import build_tiny_qwen2_5_vl
-    from .tiny.sam2 import build_tiny_sam2
+    from .models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl
+    from .models.sam2.tiny import build_tiny_sam2
 
     folder = folder or tiny_model_dir()
     mllm_dir, sam2_dir = folder / "qwen2_5_vl", folder / "sam2"
