@@ -252,7 +252,9 @@ def score_dataset(samples: Sequence[tuple[int, Sample]], out: Path, dataset: str
             gt = sample.load_gt()
             foreground = sample.foreground_loader() if sample.foreground_loader else None
         except MaskCountMismatch as error:
-            _score_unscorable(scored, sample, error, with_keypoints)
+            _score_unscorable(scored, sample, error)
+            if with_keypoints:
+                scored.keypoints.append(_keypoint_record(sample, paths.keypoints, None, scored))
             continue
         for mode, per_mode in scored.scores.items():
             folder = paths.dense if mode == "dense" else paths.coarse
@@ -263,10 +265,14 @@ def score_dataset(samples: Sequence[tuple[int, Sample]], out: Path, dataset: str
     return scored
 
 
-def _keypoint_record(sample: Sample, path: Path, gt: np.ndarray, scored: ScoredExpressions) -> dict[str, Any]:
+def _keypoint_record(sample: Sample, path: Path, gt: np.ndarray | None, scored: ScoredExpressions) -> dict[str, Any]:
+    """One expression's PP@K row; None when skipped (§8); zeros without GT (``gt`` None) or keypoints."""
     record: dict[str, Any] = {"video": sample.video, "exp_id": sample.exp_id}
     if sample.files_in_frame_folder() != len(sample.frame_names):
-        record["PP"] = None  # skipped, as the reference's keypoint evaluation does (§8)
+        record["PP"] = None  # skipped, as the reference's keypoint evaluation does, before it reads any mask
+        return record
+    if gt is None:
+        record["PP"] = zero_pp(PP_KS)
         return record
     points = load_keypoints(path)
     if points is None:
@@ -275,8 +281,7 @@ def _keypoint_record(sample: Sample, path: Path, gt: np.ndarray, scored: ScoredE
     return record
 
 
-def _score_unscorable(scored: ScoredExpressions, sample: Sample, error: MaskCountMismatch,
-                      with_keypoints: bool) -> None:
+def _score_unscorable(scored: ScoredExpressions, sample: Sample, error: MaskCountMismatch) -> None:
     """Too few GT masks: the expression scores 0 in every mode, with a warning naming the anno id (§9.1)."""
     log.warning("%s: %s %s scores 0 (too few ground-truth masks): %s", sample.dataset, sample.video,
                 sample.exp_id, error)
@@ -284,8 +289,6 @@ def _score_unscorable(scored: ScoredExpressions, sample: Sample, error: MaskCoun
                                "masks": error.n_masks, "frames": error.n_frames})
     for per_mode in scored.scores.values():
         per_mode.append(zero_score(sample.video, sample.exp_id, sample.type_id, sample.foreground_loader is not None))
-    if with_keypoints:
-        scored.keypoints.append({"video": sample.video, "exp_id": sample.exp_id, "PP": zero_pp(PP_KS)})
 
 
 def summarize_scored(dataset: str, n_expressions: int, scored: ScoredExpressions) -> dict[str, Any]:
