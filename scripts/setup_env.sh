@@ -74,27 +74,27 @@ reset_stale_build_dir() {
 }
 
 build_interfaces() {
-  local site want py_inc np_inc
+  local site want wheel_args
+  local -a wheel_cmake_args
   site="$(site_packages)"
   want="$(hash_files "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
-    "$ROOT/scripts/pip_wheels_fixup.cmake" "$ROOT/scripts/setup_env.sh" "$REQ_STAMP")"
+    "$ROOT/scripts/pip_wheels_fixup.cmake" "$ROOT/scripts/pip_wheels_cmake_args.py" \
+    "$ROOT/scripts/setup_env.sh" "$REQ_STAMP")"
   if stamp_matches "$MSG_STAMP" "$want" && [[ -f "$site/decaf_ros/msg/__init__.py" ]]; then
     log "interfaces unchanged"
     return
   fi
   log "building interfaces from msg/"
-  py_inc="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-  np_inc="$("$PY" -c 'import numpy; print(numpy.get_include())')"
+  # Interpreter, header-path fixup: shared with the colcon build test.
+  wheel_args="$("$PY" "$ROOT/scripts/pip_wheels_cmake_args.py")"
+  mapfile -t wheel_cmake_args <<<"$wheel_args"
   reset_stale_build_dir
   cmake -S "$ROOT" -B "$BUILD_DIR" -Wno-dev \
     -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DCMAKE_PREFIX_PATH="$VENV" \
-    -DPython3_EXECUTABLE="$PY" \
     -DBUILD_TESTING=OFF \
-    -DCMAKE_PROJECT_INCLUDE="$ROOT/scripts/pip_wheels_fixup.cmake" \
-    -DDECAF_PYTHON_INCLUDE="$py_inc" \
-    -DDECAF_NUMPY_INCLUDE="$np_inc" >"$ROOT/build/cmake-configure.log" 2>&1 \
+    "${wheel_cmake_args[@]}" >"$ROOT/build/cmake-configure.log" 2>&1 \
     || { cat "$ROOT/build/cmake-configure.log"; exit 1; }
   cmake --build "$BUILD_DIR" --parallel "$(nproc)" >"$ROOT/build/cmake-build.log" 2>&1 \
     || { cat "$ROOT/build/cmake-build.log"; exit 1; }
