@@ -79,7 +79,8 @@ def main() -> None:
                       for b in IMAGE_PROCESSOR_BACKENDS}
         images = frame_path_images(args.frames, height, width, config)
         prompt = object_class_prompt(normalize_expression("the red mug"))
-        pixels = {b: process_frames(p, images, prompt, config.frame_batch_size) for b, p in processors.items()}  # warm-up
+        # warm-up run of each backend; its pixels are compared below
+        pixels = {b: process_frames(p, images, prompt, config.frame_batch_size) for b, p in processors.items()}
         wall: dict[str, list[float]] = {b: [] for b in processors}
         cpu: dict[str, list[float]] = {b: [] for b in processors}
         for _ in range(args.repeats):
@@ -94,7 +95,8 @@ def main() -> None:
         "threads": args.threads, "repeats": args.repeats,
         "classes": {b: type(p.image_processor).__name__ for b, p in processors.items()},
         "wall_s": wall, "cpu_s": cpu,
-        "min_wall_s": {b: min(t) for b, t in wall.items()}, "median_wall_s": {b: statistics.median(t) for b, t in wall.items()},
+        "min_wall_s": {b: min(t) for b, t in wall.items()},
+        "median_wall_s": {b: statistics.median(t) for b, t in wall.items()},
         "min_cpu_s": {b: min(t) for b, t in cpu.items()},
         "pixel_values": int(slow.numel()), "differing_fraction": float((slow != fast).float().mean()),
         "max_abs_difference": float((slow - fast).abs().max()),

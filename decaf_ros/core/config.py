@@ -60,7 +60,7 @@ class DecafConfig:
 
     # Image processor of the Qwen families (§13 item 11): "pil" is the PIL/numpy processor the
     # reference loads (use_fast=False), so frame-path pixels are bit-identical to it; "torchvision"
-    # is transformers' fast processor (about 70 % of the pixel values differ by 1 ulp).
+    # is transformers' fast processor (about three quarters of the pixel values differ by 1 ulp).
     image_processor_backend: str = "pil"
 
     # Map post-processing (§5).
@@ -92,8 +92,8 @@ class DecafConfig:
             (self.frame_resize_scale >= 1, "frame_resize_scale must be >= 1"),
             (self.frame_batch_size >= 1, "frame_batch_size must be >= 1"),
             (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
-            *((_is_prompt_version(getattr(self, name)), f"{name} must be one of {', '.join(map(str, PROMPT_VERSIONS))}")
-              for name in PROMPT_VERSION_FIELDS),
+            *((_is_prompt_version(getattr(self, name)),
+               f"{name} must be one of {', '.join(map(str, PROMPT_VERSIONS))}") for name in PROMPT_VERSION_FIELDS),
             (self.smooth_kernel_video % 2 == 1, "smooth_kernel_video must be odd"),
             (self.smooth_kernel_frame % 2 == 1, "smooth_kernel_frame must be odd"),
             (self.smooth_sigma > 0, "smooth_sigma must be > 0"),

@@ -33,7 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--eval-only", action="store_true", help="score existing predictions, run no model")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
     shards = parser.add_argument_group(
-        "sharding", "split the expressions over N jobs (expression i goes to shard i %% N), then merge")
+        "sharding", "split the expressions over N jobs (expression i goes to shard i % N), then merge")
     shards.add_argument("--num-shards", type=int, default=1, metavar="N", help="number of shards (default 1)")
     shards.add_argument("--shard-index", type=int, default=0, metavar="I",
                         help="the shard this job runs, 0..N-1; writes OUT/results_<dataset>.shard<I>of<N>.json")

@@ -57,8 +57,8 @@ def citations_by_file(root: Path) -> dict[str, set[str]]:
 
 
 def test_the_parser_reads_every_citation_form():
-    text = ("see §7.3, §2.2-2.3 and §7.2–§7.5, §2–§7, §13 item 11, §13 items 11–13, §4.3-4, § 9.1, §13.6, "
-            "§5–§6 and (§14)")
+    text = ("see §7.3, §2.2-2.3 and §7.2–§7.5, §2–§7, §13 item 11, §13 items 11–13, §4.3-4, § 9.1, "
+            "§13.6, §5–§6 and (§14)")
     assert cited_sections(text) == {"7.3", "2.2", "2.3", "7.2", "7.5", "2", "7", "13", "13.11", "13.13", "4.3",
                                     "4.4", "9.1", "13.6", "5", "6", "14"}
     assert headings("# Title\n## 7. SAM2\n### 7.3 Stage 1\n#### 13.11 Backend\ntext ## 9.9 no\n") == {

@@ -51,8 +51,8 @@ def test_class_choice_prompt_literal_every_version() -> None:
            "frequency and plausibility).\n"
            "3. Avoid defaulting to the most frequent class unless the expression lacks clarity.\n"
            "Output the most likely referred object class - just the label.\n",
-        1: "Given the expression \u2018which cat is jumping?\u2019 and the candidate object classes cat,dog,cat, select "
-           "the single class label that best matches the object referred to in the expression.\n",
+        1: "Given the expression \u2018which cat is jumping?\u2019 and the candidate object classes cat,dog,cat, "
+           "select the single class label that best matches the object referred to in the expression.\n",
         2: "Using the expression \u2018which cat is jumping?\u2019 and the candidate object classes cat,dog,cat, "
            "determine which object class the expression refers to.\n"
            "If the reference is explicit, rely on the expression; if ambiguous, use the class list as support.\n"
