@@ -1,4 +1,4 @@
-"""Key-frame sampling (method spec §2.1) and a bounded clip buffer for live streams."""
+"""Key-frame sampling (docs/method.md §2.1) and a bounded clip buffer for live streams."""
 from __future__ import annotations
 
 import threading

@@ -61,7 +61,7 @@ from decaf_ros.ros.image_conversion import (ImageConversionError, array_to_image
                                             image_to_depth_m, image_to_rgb)
 from decaf_ros.ros.messages import (STATE_NAMES, TargetInfo, centroid_msg, clear_markers_msg, markers_msg,
                                     target_array_msg)
-from decaf_ros.ros.params import NodeParams
+from decaf_ros.ros.params import DYNAMIC_CORE_FIELDS, NodeParams
 from decaf_ros.ros.spin import spin_node
 from decaf_ros.ros.target_ids import TargetIds, latest_sightings
 
@@ -956,8 +956,7 @@ class DecafNode(LifecycleNode):
         core = self._params.core
         # Only values set at run time: the pipeline may have been loaded with other settings on purpose
         # (the tiny-model fallback reduces the key-frame count).
-        names = ("num_key_frames", "point_threshold", "nms_iou", "track_score_threshold")
-        overrides = {n: getattr(core, n) for n in names
+        overrides = {n: getattr(core, n) for n in DYNAMIC_CORE_FIELDS
                      if n in self._changed_core and getattr(config, n) != getattr(core, n)}
         if overrides:
             self._pipeline.config = config.with_overrides(**overrides)

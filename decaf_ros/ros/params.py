@@ -11,7 +11,8 @@ from typing import Any, Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from decaf_ros.core.config import DEFAULT_MLLM, DEFAULT_SAM2, DecafConfig
+from decaf_ros.core.config import (DEFAULT_MLLM, DEFAULT_SAM2, IMAGE_PROCESSOR_BACKENDS, PROMPT_VERSION_FIELDS,
+                                   VARIANT_DOCS, DecafConfig)
 
 QOS_CHOICES = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -81,6 +82,10 @@ PARAMS: tuple[ParamSpec, ...] = (
               core_field="nms_iou"),
     ParamSpec("track_score_threshold", _C.track_score_threshold, "tracklet score needed to keep a target",
               0.0, 2.0, core_field="track_score_threshold"),
+    *(ParamSpec(name, getattr(_C, name), VARIANT_DOCS[name], 0, 3, core_field=name)
+      for name in PROMPT_VERSION_FIELDS),
+    ParamSpec("image_processor_backend", _C.image_processor_backend, VARIANT_DOCS["image_processor_backend"],
+              read_only=True, core_field="image_processor_backend", choices=IMAGE_PROCESSOR_BACKENDS),
     # --- clip buffer
     ParamSpec("clip_length", 32, "frames kept in the ring buffer (the clip grounding sees)", 1, 1024,
               read_only=True),
@@ -129,6 +134,9 @@ PARAMS: tuple[ParamSpec, ...] = (
               read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+# Core settings a running node hands to its pipeline; they apply from the next grounding.
+DYNAMIC_CORE_FIELDS: tuple[str, ...] = tuple(
+    spec.core_field for spec in PARAMS if spec.core_field and not spec.read_only)
 
 
 def _node_params_class() -> type:

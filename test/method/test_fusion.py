@@ -35,6 +35,19 @@ def test_gaussian_kernel_k3_values():
     assert float(k.sum()) == pytest.approx(1.0, abs=1e-6)
 
 
+def test_gaussian_kernel_is_built_in_float32_like_the_reference():
+    """Each k=3 weight is the float32 computation, one ulp below the float64 value rounded to float32.
+
+    exp and the normalisation run in float32 (§5.2, §13 item 12); building the kernel in float64
+    and casting would move every smoothed value by an ulp.
+    """
+    k = gaussian_kernel(3, 1.0).numpy()
+    assert [float(k[1, 1]), float(k[0, 1]), float(k[0, 0])] == [
+        0.20417994260787964, 0.12384139746427536, 0.07511360198259354]
+    assert [float(np.float32(v)) for v in (CENTRE, EDGE, CORNER)] == [
+        0.20417995750904083, 0.12384140491485596, 0.07511360943317413]
+
+
 def test_gaussian_kernel_k7_symmetric_and_normalised():
     k = gaussian_kernel(7, 1.0)
     assert k.shape == (7, 7)

@@ -175,6 +175,40 @@ def test_start_tracking_with_no_visible_target_opens_no_stream():
         pipeline.track(clip(1)[0])
 
 
+def test_prompt_versions_come_from_the_config():
+    pipeline, adapter, _ = make_pipeline()
+    pipeline.config = pipeline.config.with_overrides(
+        prompt_object_version=1, prompt_choice_version=3, prompt_background_version=3)
+    pipeline.ground(clip(4), "The Red Mug")
+    p1_video, p1_frames, p2, p3_video, p3_frames = adapter.prompts
+    assert p1_video == p1_frames == ("the red mug. \nIdentify the primary object referred to in the expression "
+                                     "and answer with a single word. \n")
+    assert p2 == ("Given:\n- Expression: 'the red mug.'\nGoal: Identify the object class referred to by the "
+                  "expression. (e.g., 'a person driving a car' \u2192 'person').\n"
+                  "Output the most likely referred object class - just the label.\n")
+    assert p3_video == p3_frames == (
+        "Describe the background scene of the video, excluding the objects referred to in the given expression "
+        "or question 'the red mug.'. Answer the question using a single word or phrase.")
+
+
+class TiedSam2(ScriptedSam2):
+    """Two clicks, one identical mask, s_SAM that tie only after float32 rounding."""
+
+    def segment_points(self, frames, frame_idx, points_xy):
+        masks, _ = super().segment_points(frames, frame_idx, points_xy[:1])
+        return np.repeat(masks, len(points_xy), axis=0), np.array([0.69999999, 0.70000005])[:len(points_xy)]
+
+
+def test_pipeline_nms_decides_float32_ties_like_the_reference():
+    pipeline, _, _ = make_pipeline()
+    pipeline.sam2 = TiedSam2()
+    fused = torch.zeros(1, 4, 6)
+    fused[0, 1, 2] = fused[0, 1, 3] = 0.90000010  # two clicks with the same attention
+    tracklets = pipeline._key_frame_tracklets(clip(1), fused)
+    assert len(tracklets) == 1
+    assert tracklets[0].sam_iou == float(np.float32(0.69999999))  # mask 0 kept; float64 would keep mask 1
+
+
 class CoarseRecorder:
     """progress + on_coarse callbacks that note which stages had started when the coarse result came."""
 

@@ -132,7 +132,56 @@ def test_attention_consistency_empty_input():
 
 def test_scores_and_selection():
     assert object_score(0.9, 0.8) == pytest.approx(1.7)
+    assert object_score(0.9, 0.8).dtype == np.float32
     assert tracklet_score(0.9, 0.6, 0.9) == pytest.approx(0.8)
+    assert tracklet_score(0.9, 0.6, 0.9).dtype == np.float32
     assert select_tracklets(np.array([0.5, 0.81, 0.8, 0.9]), 0.8) == [1, 3]  # 0.8 itself fails (strict)
     assert select_tracklets(np.array([0.5, 0.7, 0.7, 0.3]), 0.8) == [1]  # none pass: first best
     assert select_tracklets(np.array([]), 0.8) == []
+
+
+# ---------------------------------------------------------------- float32 decisions (§13 item 12)
+# The three smallest cases where float64 arithmetic decides differently from the reference's float32.
+def test_nms_tie_after_float32_rounding_keeps_mask_0():
+    """Identical masks, a = 0.90000010 both, s_SAM = 0.69999999 / 0.70000005.
+
+    In float32 both s_obj are 1.6000001 (an exact tie, so the stable order keeps mask 0, as the
+    reference does); in float64 mask 1 scores higher and would win.
+    """
+    masks = np.stack([raster_mask(30)] * 2)
+    scores = object_score(np.float32([0.90000010, 0.90000010]), np.float32([0.69999999, 0.70000005]))
+    assert scores[0] == scores[1] == np.float32(1.6000001)
+    assert 0.90000010 + 0.70000005 > 0.90000010 + 0.69999999  # float64 would rank mask 1 first
+    assert nms_masks(masks, scores, 0.7) == [0]
+    # the same tie in the cross-frame check: an equal score never deletes the old tracklet
+    keep, delete = cross_frame_check(masks[1:], scores[1:], masks[:1], scores[:1], 0.7)
+    assert keep.tolist() == [False] and delete == set()
+
+
+def test_track_threshold_rejects_float32_mean_equal_to_tau():
+    """(a, s_SAM, s_ac) = (0.8, 0.8, 0.8): the float32 mean is exactly float32(0.8), not > 0.8."""
+    score = tracklet_score(0.8, 0.8, 0.8)
+    assert score == np.float32(0.8)
+    assert (0.8 + 0.8 + 0.8) / 3 > 0.8  # float64 would pass it
+    other = tracklet_score(0.95, 0.9, 1.0)
+    assert select_tracklets([score, other], 0.8) == [1]
+    assert select_tracklets([score, score], 0.8) == [0]  # none pass: the first of the tied best
+
+
+def test_attention_consistency_flat_frame_float32_mean():
+    """A flat 5x5 frame of c = 0.011960489675402641 and a tracklet covering one cell.
+
+    The float32 mean of the frame is below c, so every cell is foreground (in float64 the mean
+    is c and nothing is): s_ac = c / (25 c + 1e-8) = 0.04, and the normalisation by
+    (0.04 + 1e-8) leaves 0.9999997 where a float64 computation gives 0.0.
+    """
+    c = 0.011960489675402641
+    fused = torch.full((1, 5, 5), c, dtype=torch.float32)
+    assert float(fused.mean()) < float(fused[0, 0, 0])
+    masks = np.zeros((1, 1, 5, 5), dtype=bool)
+    masks[0, 0, 2, 3] = True
+    scores = attention_consistency(fused, masks)
+    assert scores.dtype == np.float32
+    assert scores[0] == np.float32(0.9999997)
+    assert attention_consistency(fused.double(), masks)[0] == np.float32(0.9999997)  # F taken as float32
+

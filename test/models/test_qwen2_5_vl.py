@@ -13,7 +13,7 @@ from decaf_ros.core.models import hf_adapter
 from decaf_ros.core.models.qwen2_5_vl import adapter as qwen
 from decaf_ros.core.models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl, build_tiny_qwen2_vl
 from adapter_helpers import grid_codes, plant_row
-from common_fixtures import random_clip
+from common_fixtures import load_tiny, random_clip
 
 H, W = 100, 150  # not multiples of 28: the adapter must resize
 
@@ -141,3 +141,22 @@ def test_qwen2_vl_uses_the_same_adapter(tmp_path, monkeypatch) -> None:
     torch.testing.assert_close(video.maps, grid_codes(2, 2, 3, t_step=1))  # no absolute time
     frame = adapter.frame_pass(clip(2), "which object? ", generate=False, video_grid_hw=video.grid_hw)
     torch.testing.assert_close(frame.maps, grid_codes(1, 4, 6, t_step=0).expand(2, 4, 6))
+
+
+# ---------------------------------------------------------------- image-processor backend (§13 item 11)
+def test_default_loads_the_reference_pil_image_processor(tiny_qwen_dir, tiny_qwen_adapter) -> None:
+    """Loaded through load_mllm -> from_pretrained: the PIL processor, as the reference's use_fast=False."""
+    assert type(tiny_qwen_adapter.processor.image_processor).__name__ == "Qwen2VLImageProcessorPil"
+    fast = load_tiny(tiny_qwen_dir, image_processor_backend="torchvision")
+    assert type(fast.processor.image_processor).__name__ == "Qwen2VLImageProcessor"
+    assert type(fast.processor.video_processor) is type(tiny_qwen_adapter.processor.video_processor)
+    images = qwen.resize_frames(clip(2), (56, 84))
+    slow_px, fast_px = (a.processor.image_processor(images=images, return_tensors="pt", do_resize=False)[
+        "pixel_values"] for a in (tiny_qwen_adapter, fast))
+    # same pixels up to one float32 ulp, but not the same bits: the backend matters for bit-identity
+    torch.testing.assert_close(slow_px, fast_px, rtol=0, atol=5e-7)
+    assert not torch.equal(slow_px, fast_px)
+
+
+def test_qwen3_vl_default_loads_the_pil_image_processor(tiny_qwen3_vl_adapter) -> None:
+    assert type(tiny_qwen3_vl_adapter.processor.image_processor).__name__.endswith("Pil")

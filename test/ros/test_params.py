@@ -50,6 +50,8 @@ def test_defaults_map_onto_core_config():
     ({"dtype": "int8"}, "dtype must be one of"),
     ({"clip_length": 0}, "clip_length must be in"),
     ({"point_threshold": 1.5}, "point_threshold must be in"),
+    ({"prompt_choice_version": 4}, "prompt_choice_version must be in"),
+    ({"image_processor_backend": "fast"}, "image_processor_backend must be one of"),
     ({"track": "yes"}, "track must be bool"),
     ({"image_topic": "  "}, "image_topic must not be empty"),
     ({"nonsense": 1}, "unknown parameter"),
@@ -84,8 +86,22 @@ def test_runtime_update_valid_is_applied(node):
     assert ros_params.load_params(node).min_track_score == 0.3
 
 
+def test_prompt_versions_change_at_run_time_and_reach_the_core_config(node):
+    results = node.set_parameters([Parameter("prompt_object_version", value=2),
+                                   Parameter("prompt_background_version", value=3)])
+    assert all(r.successful for r in results)
+    core = ros_params.load_params(node).core
+    assert (core.prompt_object_version, core.prompt_choice_version, core.prompt_background_version) == (2, 0, 3)
+    assert {"prompt_object_version", "prompt_choice_version", "prompt_background_version"} <= set(
+        ros_params.DYNAMIC_CORE_FIELDS)
+    assert "image_processor_backend" not in ros_params.DYNAMIC_CORE_FIELDS  # needs a model reload
+    assert core.image_processor_backend == "pil"
+
+
 @pytest.mark.parametrize("name,value,reason", [
     ("min_track_score", 3.0, ""),  # out of FloatingPointRange: rclpy refuses it
+    ("prompt_object_version", 4, ""),  # out of IntegerRange
+    ("image_processor_backend", "torchvision", ""),  # read-only
     ("min_depth_m", 20.0, "min_depth_m"),  # in range, but not < max_depth_m
     ("mllm", "other/model", ""),  # read-only
     ("track", "maybe", ""),  # wrong type

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from decaf_ros import cli
+from decaf_ros.core.loading import ModelLoadError
 from common_fixtures import camera_pan
 
 
@@ -88,3 +89,23 @@ def test_cli_reports_bad_input(tmp_path, capsys, case, message, tiny_qwen_dir, t
     code = cli.main([str(source), query, "--out", str(tmp_path / "out"), *tiny_args(tiny_qwen_dir, tiny_sam2_dir)])
     assert code == 2
     assert message in capsys.readouterr().err
+
+
+def test_cli_variant_options_reach_the_config(tmp_path, monkeypatch):
+    seen = []
+
+    def capture(config, load_sam2=True):
+        seen.append(config)
+        raise ModelLoadError("not loading models in this test")
+
+    monkeypatch.setattr(cli.DecafPipeline, "from_config", staticmethod(capture))
+    folder = write_frames(tmp_path / "clip", camera_pan(2))
+    args = [str(folder), "the astronaut", "--out", str(tmp_path / "out")]
+    assert cli.main(args) == 2
+    assert cli.main([*args, "--prompt-object-version", "2", "--prompt-choice-version", "1",
+                     "--prompt-background-version", "3", "--image-processor-backend", "torchvision"]) == 2
+    variants = [(c.prompt_object_version, c.prompt_choice_version, c.prompt_background_version,
+                 c.image_processor_backend) for c in seen]
+    assert variants == [(0, 0, 0, "pil"), (2, 1, 3, "torchvision")]
+    with pytest.raises(SystemExit):
+        cli.main([*args, "--prompt-object-version", "4"])

@@ -3,15 +3,17 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import pickle
 from types import SimpleNamespace
 
 import numpy as np
 import pytest
 import torch
 
-from decaf_ros.evaluation import cli
+from decaf_ros.evaluation import cli, runner
 from decaf_ros.evaluation.datasets import DATA_ROOT_ENV, iter_samples
-from decaf_ros.evaluation.runner import DONE_MARKER, PredictionPaths, format_table, run_evaluation
+from decaf_ros.evaluation.runner import DONE_MARKER, EvaluationError, PredictionPaths, format_table, run_evaluation
 from decaf_ros.evaluation.synthetic import make_synthetic_dataset
 
 KEY_FRAMES = [0, 2, 4]  # of 6 frames: coarse masks exist on these only
@@ -57,7 +59,7 @@ def test_planted_ground_truth_scores_100(tmp_path, davis):
     # Coarse masks are scored on the three key frames only, dense masks on all six.
     assert {e["n_frames"] for e in results["coarse_expressions"]} == {3}
     assert {e["n_frames"] for e in results["dense_expressions"]} == {6}
-    assert results["keypoints"]["PP"]["PP@1"] == 1.0 and results["keypoints"]["skipped"] == 0
+    assert results["keypoints"]["PP"]["PP@1"] == 100.0 and results["keypoints"]["skipped"] == 0
     png = out / "davis" / "vid0" / "0" / "00003.png"
     assert png.is_file() and not (out / "davis_coarse" / "vid0" / "0" / "00003.png").exists()
     saved = json.loads((out / "results_davis.json").read_text())
@@ -129,7 +131,7 @@ def test_cli_eval_only_prints_table(tmp_path, davis, capsys, monkeypatch):
     (tmp_path / "davis").rename(tmp_path / "davis17")
     assert cli.main(["--dataset", "davis", "--out", str(out), "--eval-only", "--no-progress"]) == 0
     printed = capsys.readouterr().out
-    assert "Ref-DAVIS" in printed and "100.0 (100.0, 100.0)" in printed and "PP@1 1.000" in printed
+    assert "Ref-DAVIS" in printed and "100.0 (100.0, 100.0)" in printed and "PP@1 100.00" in printed
 
 
 def test_cli_reports_dataset_errors(tmp_path, capsys):
@@ -153,3 +155,97 @@ def test_table_layout_follows_table_2():
     header = table.splitlines()[0]
     assert header.index("Ref-DAVIS") < header.index("ReVOS overall") < header.index("ReVOS referring")
     assert table.count("75.0 (70.0, 80.0)") == 5 and "DecAF coarse" in table
+
+
+# ---------------------------------------------------------------------------------------- §9.1 mask counts
+def test_gt_mask_count_mismatch_is_handled_per_expression(tmp_path, davis, caplog):
+    """Fewer GT masks than frames: that expression scores 0; more: the first T are used; never an abort."""
+    out = tmp_path / "out"
+    run_evaluation("davis", out, davis, pipeline=PlantedPipeline("davis", davis), show_progress=False)
+    masks_file = davis / "valid" / "mask_dict.pkl"
+    masks = pickle.loads(masks_file.read_bytes())
+    masks["0"] = masks["0"][:-1]  # vid0 / exp 0: 5 masks for 6 frames
+    masks["3"] = masks["3"] + [masks["3"][0]]  # vid1 / exp 1: 7 masks for 6 frames
+    masks_file.write_bytes(pickle.dumps(masks))
+    with caplog.at_level(logging.WARNING):
+        results = run_evaluation("davis", out, davis, eval_only=True, show_progress=False)
+    dense = results["dense_expressions"]
+    assert [(e["video"], e["exp_id"], e["JF"]) for e in dense] == [
+        ("vid0", "0", 0.0), ("vid0", "1", 100.0), ("vid1", "0", 100.0), ("vid1", "1", 100.0)]
+    assert results["dense"]["J&F"] == 75.0 and results["coarse"]["J&F"] == 75.0
+    assert results["gt_mismatch"] == [{"video": "vid0", "exp_id": "0", "anno_id": 0, "masks": 5, "frames": 6}]
+    assert [r["PP"]["PP@1"] for r in results["keypoints_expressions"]] == [0.0, 100.0, 100.0, 100.0]
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert any("anno_id 0 has 5 masks for 6 frames" in w and "scores 0" in w for w in warnings)
+    assert any("anno_id 3 has 7 masks for 6 frames: using the first 6" in w for w in warnings)
+
+
+# ---------------------------------------------------------------------------------------- sharding
+def test_three_shards_merged_equal_one_run(tmp_path, capsys):
+    root = make_synthetic_dataset(tmp_path / "davis", "davis", n_videos=3, n_expressions=3)
+    shifted = lambda gt: np.roll(gt, 2, axis=2)  # noqa: E731  (J varies per expression)
+    whole = run_evaluation("davis", tmp_path / "one", root, pipeline=PlantedPipeline("davis", root, shifted),
+                           show_progress=False)
+    out, calls = tmp_path / "sharded", []
+    for index in range(3):
+        pipeline = PlantedPipeline("davis", root, shifted)
+        shard = run_evaluation("davis", out, root, pipeline=pipeline, num_shards=3, shard_index=index,
+                               show_progress=False)
+        assert shard["positions"] == list(range(index, 9, 3))
+        calls += pipeline.calls
+        again = run_evaluation("davis", out, root, pipeline=PlantedPipeline("davis", root, fail=True),
+                               num_shards=3, shard_index=index, show_progress=False)
+        assert again["predicted"] == 0  # each shard resumes on its own
+    expressions = [s.expression for s in iter_samples("davis", root)]
+    assert sorted(calls) == sorted(expressions)  # every expression grounded once, by one shard
+    assert not (out / "results_davis.json").exists()
+    assert cli.main(["--dataset", "davis", "--out", str(out), "--merge", "--num-shards", "3"]) == 0
+    merged = json.loads((out / "results_davis.json").read_text())
+    for key in ("dense", "coarse", "keypoints", "dense_expressions", "coarse_expressions",
+                "keypoints_expressions", "dense_missing", "positions", "n_expressions"):
+        assert merged[key] == json.loads(json.dumps(whole[key])), key
+    assert len({(e["video"], e["exp_id"]) for e in merged["dense_expressions"]}) == 9
+    assert 0 < merged["dense"]["J"] < 100
+    assert format_table([merged]) in capsys.readouterr().out
+    assert format_table([merged]) == format_table([whole])
+
+
+def test_merge_refuses_missing_or_foreign_shards(tmp_path, davis, capsys):
+    out = tmp_path / "out"
+    for index in (0, 2):
+        run_evaluation("davis", out, davis, pipeline=PlantedPipeline("davis", davis), num_shards=3,
+                       shard_index=index, show_progress=False)
+    assert cli.main(["--dataset", "davis", "--out", str(out), "--merge", "--num-shards", "3"]) == 2
+    assert "shard 1 of 3 has no results" in capsys.readouterr().err
+    run_evaluation("davis", out, davis, pipeline=PlantedPipeline("davis", davis), num_shards=3, shard_index=1,
+                   limit=3, show_progress=False)  # another expression list
+    assert cli.main(["--dataset", "davis", "--out", str(out), "--merge", "--num-shards", "3"]) == 2
+    assert "different runs" in capsys.readouterr().err
+    with pytest.raises(EvaluationError, match="shard-index"):
+        run_evaluation("davis", out, davis, pipeline=PlantedPipeline("davis", davis), num_shards=3,
+                       shard_index=3, show_progress=False)
+
+
+def test_predictions_of_other_settings_are_not_mixed(tmp_path, davis):
+    out = tmp_path / "out"
+    run_evaluation("davis", out, davis, pipeline=PlantedPipeline("davis", davis), limit=1, show_progress=False)
+    with pytest.raises(EvaluationError, match="prompt_object_version"):
+        run_evaluation("davis", out, davis, pipeline=PlantedPipeline("davis", davis),
+                       settings={"prompt_object_version": 2}, show_progress=False)
+
+
+def test_cli_variant_options_reach_the_pipeline(tmp_path, davis, monkeypatch):
+    seen = []
+
+    def build(mllm, sam2, device, dtype, coarse_only, settings):
+        seen.append(dict(settings))
+        return PlantedPipeline("davis", davis)
+
+    monkeypatch.setattr(runner, "build_pipeline", build)
+    out = tmp_path / "out"
+    assert cli.main(["--dataset", "davis", "--root", str(davis), "--out", str(out), "--no-progress",
+                     "--prompt-choice-version", "2", "--image-processor-backend", "torchvision"]) == 0
+    assert seen == [{"prompt_object_version": 0, "prompt_choice_version": 2, "prompt_background_version": 0,
+                     "image_processor_backend": "torchvision"}]
+    recorded = json.loads((out / "settings_davis.json").read_text())
+    assert recorded["prompt_choice_version"] == 2 and recorded["mllm"] == "Qwen/Qwen2.5-VL-7B-Instruct"

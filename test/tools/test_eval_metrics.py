@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from decaf_ros.evaluation.keypoints import mean_pp_at_k, point_hits, pp_at_k, top_k_points
+from decaf_ros.evaluation.keypoints import expression_pp, point_hits, pp_at_k, summarize_pp, top_k_points
 from decaf_ros.evaluation.metrics import (
     ExpressionScore,
     accuracy,
@@ -15,6 +15,7 @@ from decaf_ros.evaluation.metrics import (
     boundary_tolerance,
     f_measure,
     jaccard,
+    percent,
     robustness,
     score_expression,
     seg_to_boundary,
@@ -188,9 +189,16 @@ def test_point_window_is_half_open_14_px():
     assert not point_hits(point, left_15, offset=14)
 
 
-def test_point_scaling_is_clipped_to_the_image():
+def test_point_scaling_is_clipped_and_the_last_row_and_column_never_count():
+    """GT = only pixel (99, 99) of a 100x100 frame, the point on it: the reference's window ends at
+    min(p + o, size - 1) exclusive, so row and column 99 are outside every window (§8)."""
     gt = rect((100, 100), (99, 100), (99, 100))
-    assert point_hits((0, 1.0, 1.0, 1.0), gt, offset=1)  # int(1.0 * 100) = 100 -> clipped to 99
+    on_it = (0, 0.995, 0.995, 1.0)  # int(0.995 * 100) = 99
+    assert not point_hits(on_it, gt, offset=14)
+    assert not point_hits((0, 1.0, 1.0, 1.0), gt, offset=14)  # int(1.0 * 100) = 100 -> clipped to 99
+    assert pp_at_k([on_it], gt[None], ks=(1,)) == {1: 0.0}
+    inner = rect((100, 100), (98, 99), (98, 99))  # one pixel further in is inside
+    assert point_hits(on_it, inner, offset=14)
 
 
 def test_pp_at_k_uses_score_order_and_divides_by_k():
@@ -201,11 +209,32 @@ def test_pp_at_k_uses_score_order_and_divides_by_k():
     assert pp_at_k(points, gt, ks=(1, 2, 4)) == {1: 1.0, 2: 0.5, 4: 0.5}
 
 
-def test_mean_pp_at_k_skips_frame_count_mismatch():
+def test_pp_rows_are_x100_and_the_summary_skips_marked_expressions():
     gt = np.zeros((3, 100, 100), bool)
     gt[0, 40:60, 40:60] = True
-    good = [point_at(50, 50)]
-    bad = [point_at(90, 90)]
-    summary = mean_pp_at_k([(good, 3, gt), (bad, 3, gt), (good, 5, gt)], ks=(1,))
-    assert summary.pp == {1: 0.5}
+    good = expression_pp([point_at(50, 50)], gt, ks=(1,))
+    bad = expression_pp([point_at(90, 90)], gt, ks=(1,))
+    assert (good, bad) == ({"PP@1": 100.0}, {"PP@1": 0.0})
+    summary = summarize_pp([good, bad, None], ks=(1,))
+    assert summary.pp == {"PP@1": 50.0}
     assert (summary.n_evaluated, summary.n_skipped) == (2, 1)
+
+
+def test_top_k_coordinates_are_the_float32_cell_centres():
+    fused = torch.zeros(1, 7, 3)
+    fused[0, 5, 1] = 1.0
+    (_, y, x, _), = top_k_points(fused, [0], k=1)
+    assert y == float(np.float32(5.5) / np.float32(7)) and x == float(np.float32(1.5) / np.float32(3))
+    assert y != 5.5 / 7  # the float64 quotient is another number
+
+
+def test_scores_round_the_numpy_way():
+    """IoU 1/4000 on the only frame: 100 * j = 0.025, numpy rounds it to 0.02 (Python's round: 0.03)."""
+    gt = np.zeros((1, 50, 80), bool)
+    gt[0] = True  # 4000 pixels
+    pred = np.zeros_like(gt)
+    pred[0, 10, 10] = True
+    score = score_expression(pred, gt)
+    assert round(100 * (1 / 4000), 2) == 0.03
+    assert score.J == 0.02
+    assert percent(0.125) == 12.5 and percent(1 / 3) == 33.33

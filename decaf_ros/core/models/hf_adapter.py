@@ -57,7 +57,7 @@ class HFAdapter(MLLMAdapter):
     def from_pretrained(cls, source: str, hf_config: Any, device: torch.device, dtype: torch.dtype,
                         config: DecafConfig) -> "HFAdapter":
         with load_errors(source):
-            processor = cls._load_processor(source)
+            processor = cls._load_processor(source, config)
             # Load straight onto the GPU (a 7B model need not pass through host memory first).
             device_map = str(device) if device.type == "cuda" else None
             model = cls._hf_model_class(hf_config.model_type).from_pretrained(
@@ -67,7 +67,8 @@ class HFAdapter(MLLMAdapter):
         return cls(model, processor, config)
 
     @classmethod
-    def _load_processor(cls, source: str) -> Any:
+    def _load_processor(cls, source: str, config: DecafConfig) -> Any:
+        """The checkpoint's processor with transformers' default image-processor backend."""
         from transformers import AutoProcessor
 
         return AutoProcessor.from_pretrained(source)
@@ -137,7 +138,8 @@ class HFAdapter(MLLMAdapter):
     def _generate(self, inputs: Any) -> list[str]:
         out = self.model.generate(**inputs, generation_config=self._greedy_config())
         new_tokens = out[:, inputs["input_ids"].shape[1]:]
-        return self.processor.batch_decode(new_tokens, skip_special_tokens=True)
+        # as the reference decodes: no clean-up of spaces before punctuation in the answers
+        return self.processor.batch_decode(new_tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def _greedy_config(self) -> Any:
         """The checkpoint's generation config made greedy (§3.1).

@@ -130,7 +130,7 @@ class LlavaOnevisionAdapter(HFAdapter):
         self.image_token_id = int(model.config.image_token_id)
 
     @classmethod
-    def _load_processor(cls, source: str) -> TileGridProcessor:
+    def _load_processor(cls, source: str, config: DecafConfig) -> TileGridProcessor:
         return TileGridProcessor.from_pretrained(source)
 
     @classmethod

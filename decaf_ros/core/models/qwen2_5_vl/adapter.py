@@ -95,6 +95,20 @@ class Qwen2_5_VLAdapter(HFAdapter):
     def _hf_model_class(cls, model_type: str) -> Any:
         return _model_class(model_type)
 
+    @classmethod
+    def _load_processor(cls, source: str, config: DecafConfig) -> Any:
+        """The processor with the configured image-processor backend (§13 item 11).
+
+        The reference loads ``use_fast=False``, the PIL/numpy image processor; transformers'
+        default torchvision one rescales and normalises to pixels 1 ulp apart in most values. The
+        image processor is loaded on its own because a ``backend`` passed to the processor would
+        also reach the video processor, which has only the torchvision variant in transformers 5.
+        """
+        from transformers import AutoImageProcessor, AutoProcessor
+
+        image_processor = AutoImageProcessor.from_pretrained(source, backend=config.image_processor_backend)
+        return AutoProcessor.from_pretrained(source, image_processor=image_processor)
+
     @property
     def token_px(self) -> int:
         return 2 * self.patch_px
