@@ -96,3 +96,8 @@ def test_odd_frame_count_duplicates_the_last_frame(tiny_qwen3_vl_adapter) -> Non
     even = tiny_qwen3_vl_adapter.video_pass(frames + [frames[-1]], "which object? ", generate=False)
     assert odd.maps.shape == (3, GH, GW)  # last frame duplicated: ceil(5 / 2) slots
     torch.testing.assert_close(odd.maps, even.maps, rtol=0, atol=0)
+
+
+def test_default_loads_the_pil_image_processor(tiny_qwen3_vl_adapter) -> None:
+    """As for Qwen2.5-VL (test_qwen2_5_vl.py): the reference's use_fast=False processor (§13 item 11)."""
+    assert type(tiny_qwen3_vl_adapter.processor.image_processor).__name__.endswith("Pil")
