@@ -50,6 +50,11 @@ class DecafConfig:
     track_score_threshold: float = 0.8  # tau_trk, strict >
     mask_threshold: float = 0.0  # logits > 0  <=> sigmoid > 0.5
 
+    # Live grounding: compute each thing once. Both give the reference results (the MLLM maps to
+    # fp rounding, the SAM2 masks bit for bit); False runs the reference computation literally.
+    share_prompt_prefix: bool = True  # P3 reuses P1's visual prefix (KV cache, prefix rows' V-Max sums)
+    share_sam2_features: bool = True  # one SAM2 image-feature cache per grounding (every session)
+
     extra: dict[str, Any] = field(default_factory=dict)
 
     def with_overrides(self, **overrides: Any) -> "DecafConfig":
