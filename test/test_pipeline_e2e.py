@@ -102,3 +102,21 @@ def test_shared_sam2_features_give_the_same_masks_with_fewer_encodings(pipeline)
     assert all(np.array_equal(a, b) for a, b in zip(on_tracked, off_tracked))
     assert on_calls <= len(frames[:6])  # each clip frame at most once
     assert off_calls > on_calls
+
+
+def test_shared_prompt_prefix_gives_the_same_fused_map_with_less_llm_work(pipeline):
+    frames = camera_pan(5)  # 5 key frames (odd): a padded video and a short last frame batch
+    base = pipeline.config
+    runs = {}
+    try:
+        for share in (False, True):
+            pipeline.config = base.with_overrides(share_prompt_prefix=share, num_key_frames=5)
+            work = pipeline.mllm.prefill_token_layers
+            result = pipeline.ground(frames, "the person's face", coarse_only=True)
+            runs[share] = (result, pipeline.mllm.prefill_token_layers - work)
+    finally:
+        pipeline.config = base
+    (off, off_work), (on, on_work) = runs[False], runs[True]
+    assert on.obj_name == off.obj_name and on.candidates == off.candidates
+    assert float((on.fused - off.fused).abs().max()) <= 1e-5  # F is max-normalised to 1
+    assert on_work < off_work

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from decaf_ros.core.config import DecafConfig
-from decaf_ros.core.mllm.base import PassMaps
+from decaf_ros.core.mllm.base import MLLMAdapter, PassMaps
 from decaf_ros.core.pipeline import DecafPipeline, GroundingCancelled, InputError
 from decaf_ros.core.result import STAGE_COARSE, STAGE_DENSE
 from decaf_ros.core.sam2 import ClipFeatures
@@ -17,7 +17,7 @@ H, W = 56, 84  # frame size; video grid 2x3 tokens, frame grid 4x6 tokens
 BOX = 10  # half side of the square the scripted SAM2 returns around a click
 
 
-class PlantedAdapter:
+class PlantedAdapter(MLLMAdapter):
     """Returns attention maps with a hot spot at a known cell; records the prompts it saw."""
 
     family = "planted"

@@ -183,7 +183,17 @@ class DecafPipeline:
     def _attention_volume(
         self, key_frames: list[np.ndarray], query: str, clock: _StageClock,
     ) -> tuple[torch.Tensor, str, list[str]]:
-        """Run P1/P2/P3 on both paths and fuse the four maps into F (§3, §5)."""
+        """Run P1/P2/P3 on both paths and fuse the four maps into F (§3, §5).
+
+        With ``share_prompt_prefix``, P3 reuses P1's visual prefix on each path (and on each frame
+        batch): only its own text goes through the LLM.
+        """
+        with self.mllm.sharing_prompt_prefixes(self.config.share_prompt_prefix):
+            return self._prompting_stages(key_frames, query, clock)
+
+    def _prompting_stages(
+        self, key_frames: list[np.ndarray], query: str, clock: _StageClock,
+    ) -> tuple[torch.Tensor, str, list[str]]:
         expression = prompts.normalize_expression(query)
         object_prompt = prompts.object_class_prompt(expression)
         with clock.stage("p1_video"):
