@@ -61,17 +61,20 @@ class FakePipeline:
         self.track_error: BaseException | None = None
         self.ground_calls: list[tuple[str, list[tuple[int, ...]]]] = []
         self.cancelled = 0
+        self.cancel_events: list[threading.Event | None] = []  # the event the node handed to each ground()
         self.track_calls = 0
         self._query = ""
 
     def ground(self, frames: list[np.ndarray], query: str, *, cancel: threading.Event | None = None,
                progress: Callable[[str], None] | None = None) -> GroundingResult:
         self.ground_calls.append((query, [f.shape for f in frames]))
+        self.cancel_events.append(cancel)
         self.entered.set()
         while not self.gate.wait(0.005):
-            if self.honour_cancel and cancel is not None and cancel.is_set():
-                self.cancelled += 1
-                raise GroundingCancelled("cancelled")
+            self._stop_if_cancelled(cancel)
+        # Checked once more after the gate opens, like the real pipeline's next stage boundary: whether the
+        # cancel is observed must not depend on which of the gate and the cancel the thread saw first.
+        self._stop_if_cancelled(cancel)
         if self.ground_error is not None:
             raise self.ground_error
         height, width = frames[0].shape[:2]
@@ -81,6 +84,11 @@ class FakePipeline:
             query=query, masks=target[0], target_masks=target, target_scores=np.array([0.9], np.float32),
             coarse_masks=np.zeros((0, height, width), bool), key_frame_indices=list(range(len(frames))),
             fused=torch.zeros(len(frames), 2, 2), obj_name=query.split()[-1], candidates=[])
+
+    def _stop_if_cancelled(self, cancel: threading.Event | None) -> None:
+        if self.honour_cancel and cancel is not None and cancel.is_set():
+            self.cancelled += 1
+            raise GroundingCancelled("cancelled")
 
     def start_tracking(self, frame: np.ndarray, result: GroundingResult) -> int:
         return result.num_targets
@@ -166,7 +174,7 @@ class Harness:
             return list(self.received[name])
 
     @staticmethod
-    def wait_for(predicate: Callable[[], Any], timeout: float = 5.0, what: str = "condition") -> Any:
+    def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()
@@ -175,7 +183,7 @@ class Harness:
             time.sleep(0.005)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def wait_status(self, predicate: Callable[[Status], bool], what: str, timeout: float = 5.0) -> Status:
+    def wait_status(self, predicate: Callable[[Status], bool], what: str, timeout: float = 15.0) -> Status:
         return self.wait_for(lambda: next((s for s in reversed(self.got("status")) if predicate(s)), None),
                              timeout, what)
 
@@ -199,16 +207,21 @@ class Harness:
     def goal(self, text: str) -> None:
         self.goal_pub.publish(String(data=text))
 
-    def targets_for(self, goal_text: str, timeout: float = 5.0) -> TargetArray:
+    def targets_for(self, goal_text: str, timeout: float = 15.0) -> TargetArray:
         return self.wait_for(lambda: next((t for t in self.got("targets") if t.goal == goal_text), None),
                              timeout, f"targets for {goal_text!r}")
 
+    def stop_spinning(self) -> None:
+        """Stop the executor and wait for its thread, so no callback runs on a node being destroyed."""
+        self.executor.shutdown()
+        self.thread.join(timeout=10.0)
+        assert not self.thread.is_alive(), "executor thread still spinning"
+
     def close(self) -> None:
         self.fake.gate.set()
-        self.executor.shutdown(timeout_sec=1.0)
+        self.stop_spinning()
         self.node.destroy_node()
         self.io.destroy_node()
-        self.thread.join(timeout=2.0)
 
 
 @pytest.fixture
@@ -326,10 +339,16 @@ def test_new_goal_mid_grounding_yields_results_for_new_goal_only(make_harness, h
     h.wait_for(fake.entered.is_set, what="grounding started")
     h.goal("new right goal")
     h.wait_status(lambda s: s.goal_id == 2, "goal 2 acknowledged")
+    # The node must have signalled the running grounding before the gate opens; with honour_cancel the
+    # fake must also have acted on it, so the outcome does not hang on thread scheduling.
+    h.wait_for(lambda: fake.cancel_events[0] is not None and fake.cancel_events[0].is_set(), what="cancel signalled")
+    if honour_cancel:
+        h.wait_for(lambda: fake.cancelled == 1, what="cancel observed by the grounding")
     fake.gate.set()
     new = h.targets_for("new right goal")
     assert new.goal_id == 2
-    time.sleep(0.2)  # give a stale publication the chance to (wrongly) appear
+    # One worker runs the groundings in order and publishes from that thread over one reliable
+    # publisher per topic, so a stale result would have been received before goal 2's: no wait needed.
     assert all(t.goal == "new right goal" and t.goal_id == 2 for t in h.got("targets"))
     assert [q for q, _ in fake.ground_calls] == ["old left goal", "new right goal"]
     assert fake.cancelled == (1 if honour_cancel else 0)
@@ -587,12 +606,11 @@ def test_destroy_node_stops_a_busy_worker(rclpy_context):
     h.send_frame(1)
     h.goal("left thing")
     h.wait_for(fake.entered.is_set, what="grounding started")
-    h.executor.shutdown(timeout_sec=1.0)
+    h.stop_spinning()
     start = time.monotonic()
     h.node.destroy_node()  # the cancel Event ends the blocked grounding
     assert not h.node._worker.is_alive() and time.monotonic() - start < 2.0
     h.io.destroy_node()
-    h.thread.join(timeout=2.0)
 
 
 def test_periodic_regrounding_while_tracking_a_steady_stream(make_harness):
@@ -616,7 +634,9 @@ def test_depth_paired_when_the_clip_is_taken_not_after_a_long_grounding(make_har
     h.wait_for(fake.entered.is_set, what="grounding started")
     for i in range(2, 6):  # newer depth images push frame 1's out of the 2-deep buffer
         h.depth_pub.publish(depth_image(header_at(100 + i), flat_depth(2.0)))
-    time.sleep(0.2)
+    newest = stamp_key(header_at(105))
+    h.wait_for(lambda: h.node._depth_msgs and stamp_key(h.node._depth_msgs[-1].header) == newest,
+               what="newer depth images in the node's buffer")
     fake.gate.set()
     target = h.targets_for("left thing").targets[0]
     assert target.centroid_3d_valid and target.centroid_3d.z == pytest.approx(1.0)

@@ -23,6 +23,14 @@ RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 _ns = itertools.count()
 
 
+def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.01)
+
+
 def test_sample_clip_moves_over_a_real_photo():
     clip = build_sample_clip("astronaut", num_frames=6, width=80, height=60)
     assert len(clip) == 6
@@ -53,26 +61,27 @@ def test_player_publishes_image_depth_info_with_matching_stamps(rclpy_context):
         Parameter("goal_after_frames", value=3), Parameter("photo", value="chelsea")])
     sink = Node("sink", namespace=ns, context=rclpy_context)
     got: dict[str, list] = defaultdict(list)
-    for name, msg_type in (("image", Image), ("depth", Image), ("camera_info", CameraInfo), ("goal", String)):
-        sink.create_subscription(msg_type, name, lambda m, n=name: got[n].append(m), RELIABLE)
+    subs = [sink.create_subscription(msg_type, name, lambda m, n=name: got[n].append(m), RELIABLE)
+            for name, msg_type in (("image", Image), ("depth", Image), ("camera_info", CameraInfo),
+                                   ("goal", String))]
+    pubs = [player._image_pub, player._depth_pub, player._info_pub, player._goal_pub]
     executor = SingleThreadedExecutor(context=rclpy_context)
     executor.add_node(sink)
     thread = threading.Thread(target=executor.spin, daemon=True)
     thread.start()
     try:
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and sink.count_publishers(f"{ns}/image") == 0:
-            time.sleep(0.01)
-        time.sleep(0.3)  # let the player's publishers match the sink before it starts ticking
+        # Both ends must have matched before the player ticks: the test reads frames by position and
+        # the goal is published once, so a message sent before matching would shift or lose them.
+        wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs)
+                   and all(s.get_publisher_count() > 0 for s in subs), "player and sink matched")
         executor.add_node(player)
-        deadline = time.monotonic() + 5.0
-        while time.monotonic() < deadline and (len(got["image"]) < 8 or not got["goal"]):
-            time.sleep(0.01)
+        wait_until(lambda: len(got["image"]) >= 8 and got["goal"], "8 frames and the goal")
     finally:
-        executor.shutdown(timeout_sec=1.0)
-        thread.join(timeout=2.0)
+        executor.shutdown()
+        thread.join(timeout=10.0)
         player.destroy_node()
         sink.destroy_node()
+    assert not thread.is_alive()
     assert len(got["image"]) >= 8 and [g.data for g in got["goal"]] == ["the astronaut"]
     stamp = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec)  # noqa: E731
     depth_by_stamp = {stamp(m): m for m in got["depth"]}
