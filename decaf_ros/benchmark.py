@@ -376,8 +376,12 @@ def real_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]
     raise KeyError(f"no random-weight processor recipe for model type '{model_type}'")
 
 
-def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config: DecafConfig) -> Any:
+def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config: DecafConfig,
+                    shape: dict[str, Any] | None = None) -> Any:
     """Random-weight MLLM of the published ``name`` architecture, in its family's adapter.
+
+    ``shape`` replaces architecture fields (``model_configs.mllm_config``): a scaled-down model of
+    the same layout.
 
     The processor is the family's tiny-model recipe at the checkpoint's image geometry (same
     image/video processors and chat template, a small BPE tokenizer); the model keeps the
@@ -390,7 +394,7 @@ def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config:
 
     model_type = mllm_model_type(name)
     processor, top_ids, text_ids = real_processor(model_type)
-    hf_config = mllm_config(name, top_ids, text_ids)
+    hf_config = mllm_config(name, top_ids, text_ids, shape=shape)
     adapter_cls = adapter_for(model_type)
     with torch.device(device):  # initialise directly on the device: no host copy of the weights
         model = adapter_cls._hf_model_class(model_type)._from_config(hf_config, dtype=dtype)

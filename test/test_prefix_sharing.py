@@ -144,3 +144,26 @@ def test_sharing_blocks_do_not_nest(tiny_qwen_adapter):
         with pytest.raises(RuntimeError, match="already active"):
             with tiny_qwen_adapter.sharing_prompt_prefixes(True):
                 pass
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_p3_reuses_p1s_image_and_video_preprocessing(family, request, monkeypatch):
+    """Inside a sharing block the processor preprocesses each frame batch and the video once."""
+    adapter = request.getfixturevalue(family)
+    calls = {"images": 0, "videos": 0}
+    for kind, sub in (("images", adapter.processor.image_processor), ("videos", adapter.processor.video_processor)):
+        original = type(sub).__call__
+
+        def counting(self, *args, _kind=kind, _original=original, **kwargs):
+            calls[_kind] += 1
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(type(sub), "__call__", counting)
+    frames = clip(5)  # frame batches of 2, 2, 1
+    run_prompts(adapter, frames, share=False)
+    unshared = dict(calls)
+    calls.update(images=0, videos=0)
+    run_prompts(adapter, frames, share=True)
+    assert unshared == {"images": 6, "videos": 2}
+    assert calls == {"images": 3, "videos": 1}
+    assert "_process_images" not in vars(adapter.processor)  # the memo is gone after the block

@@ -378,16 +378,21 @@ PUBLISHED_PARAMS: dict[str, float] = {
 }
 
 
-def mllm_config(name: str, top: dict[str, Any] | None = None, text: dict[str, Any] | None = None) -> Any:
+def mllm_config(name: str, top: dict[str, Any] | None = None, text: dict[str, Any] | None = None,
+                shape: dict[str, Any] | None = None) -> Any:
     """The transformers config of the published ``name`` architecture (class from its model_type).
 
     top: fields of the outer config (visual token ids); text: fields of the language model
     (bos/eos/pad ids), written into ``text_config`` where the family nests one. Both come from
     the tokenizer the model is paired with; the vocabulary size stays the published one.
+    shape: architecture fields replaced in the published spec (a scaled-down model of the same
+    layout for CPU benchmarks); dict values such as ``vision_config`` are merged, not replaced.
     """
     from transformers import AutoConfig
 
     spec = copy.deepcopy(_lookup(MLLM_CONFIGS, name))
+    for key, value in (shape or {}).items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
     model_type = spec.pop("model_type")
     spec.get("text_config", spec).update(text or {})
     spec.update(top or {})

@@ -20,7 +20,7 @@ from ..capture import attn_implementation_spec, capture_rollout
 from ..config import DecafConfig
 from ..loading import load_errors
 from .base import MLLMAdapter, PassMaps, rollout_start_layer
-from .prefix import PrefixStore, SharedPrefix, visual_prefix_length
+from .prefix import PreprocessMemo, PrefixStore, SharedPrefix, visual_prefix_length
 
 # One batch of frame-path images -> (maps (B, h, w), answers).
 FrameBatch = Callable[[list[np.ndarray]], tuple[torch.Tensor, list[str]]]
@@ -199,8 +199,9 @@ class HFAdapter(MLLMAdapter):
 
         Every prompt whose processor inputs repeat an earlier prompt's visual prefix — the same
         tokens up to the last visual token and the same pixels — runs only its suffix. The KV
-        caches and rollout states are held until the block ends. ``enabled=False`` runs every
-        prompt in full (the reference computation).
+        caches and rollout states are held until the block ends; the processor's preprocessing
+        of the same frames is reused too (``PreprocessMemo``). ``enabled=False`` runs every prompt
+        in full (the reference computation).
         """
         if not enabled:
             yield
@@ -209,7 +210,8 @@ class HFAdapter(MLLMAdapter):
             raise RuntimeError("prompt-prefix sharing is already active")
         self._prefixes = PrefixStore()
         try:
-            yield
+            with PreprocessMemo(self.processor).installed():
+                yield
         finally:
             self._prefixes = None
 

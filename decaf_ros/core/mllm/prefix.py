@@ -12,13 +12,18 @@ prefix rows of Ā with its own head weights from the cached prefix queries and k
 
 A prefix is recognised by content, not by call order: the same prefix token ids and the same
 processor tensors (pixels, grids), compared exactly, so a prompt on other frames never picks up
-a wrong cache.
+a wrong cache. ``PreprocessMemo`` also lets the later prompt reuse the processor's image/video
+preprocessing of the very same frames (resizing, normalising and patching 16 frame images costs
+more CPU time than the suffix's LLM forward).
 """
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 
 from ..capture import PrefixRollout
@@ -39,6 +44,8 @@ def _visual_inputs(inputs: Any) -> dict[str, Any]:
 
 
 def _same(a: Any, b: Any) -> bool:
+    if a is b:
+        return True
     if isinstance(a, torch.Tensor) or isinstance(b, torch.Tensor):
         return (isinstance(a, torch.Tensor) and isinstance(b, torch.Tensor) and a.shape == b.shape
                 and a.dtype == b.dtype and torch.equal(a, b))
@@ -91,3 +98,77 @@ class PrefixStore:
 
     def add(self, entry: SharedPrefix) -> None:
         self.entries.append(entry)
+
+
+# ProcessorMixin's per-modality steps: media (+ kwargs) -> (processed tensors, placeholder texts).
+_MEDIA_STEPS = {"_process_images": "image_processor", "_process_videos": "video_processor"}
+
+
+@dataclass
+class _Processed:
+    step: str
+    media: list[np.ndarray]
+    kwargs: dict[str, Any]
+    state: tuple[str, ...]
+    result: Any
+
+
+def _media_arrays(media: Any) -> list[np.ndarray] | None:
+    """The frames of an images/videos argument as arrays, or None for anything else (not memoised)."""
+    items = list(media) if isinstance(media, (list, tuple)) else [media]
+    return items if all(isinstance(item, np.ndarray) for item in items) else None
+
+
+def _same_kwargs(a: dict[str, Any], b: dict[str, Any]) -> bool:
+    try:
+        return a.keys() == b.keys() and all(bool(a[k] == b[k]) for k in a)
+    except (ValueError, TypeError):  # values without a plain equality: treat as different
+        return False
+
+
+class PreprocessMemo:
+    """Within one sharing block, the processor's image/video preprocessing of identical media runs once.
+
+    Installed on the processor instance over ``ProcessorMixin._process_images``/``_process_videos``
+    (the steps its ``__call__`` hands the images and videos to) and removed afterwards. A later
+    call gets the earlier result when its media are equal array by array, its kwargs are equal,
+    and the sub-processor carries the same instance overrides (e.g. InternVL's thumbnail switch);
+    anything else, or media that are not numpy arrays, is processed as usual.
+    """
+
+    def __init__(self, processor: Any) -> None:
+        self.processor = processor
+        self.entries: list[_Processed] = []
+        self.hits = 0
+
+    @contextlib.contextmanager
+    def installed(self) -> Iterator["PreprocessMemo"]:
+        steps = [name for name in _MEDIA_STEPS if callable(getattr(self.processor, name, None))
+                 and name not in vars(self.processor)]
+        for name in steps:
+            setattr(self.processor, name, self._memoised(name, getattr(self.processor, name)))
+        try:
+            yield self
+        finally:
+            for name in steps:
+                delattr(self.processor, name)
+            self.entries.clear()
+
+    def _memoised(self, step: str, original: Callable[..., Any]) -> Callable[..., Any]:
+        def run(media: Any, **kwargs: Any) -> Any:
+            arrays = _media_arrays(media)
+            if arrays is None:
+                return original(media, **kwargs)
+            sub = getattr(self.processor, _MEDIA_STEPS[step], None)
+            state = tuple(sorted(vars(sub))) if sub is not None else ()
+            for entry in self.entries:
+                if (entry.step == step and entry.state == state and len(entry.media) == len(arrays)
+                        and _same_kwargs(entry.kwargs, kwargs)
+                        and all(np.array_equal(x, y) for x, y in zip(entry.media, arrays))):
+                    self.hits += 1
+                    return entry.result
+            result = original(media, **kwargs)
+            self.entries.append(_Processed(step, arrays, dict(kwargs), state, result))
+            return result
+
+        return run
