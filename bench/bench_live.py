@@ -54,7 +54,7 @@ from decaf_ros.core.config import DecafConfig  # noqa: E402
 from decaf_ros.core.loading import pick_device, pick_dtype  # noqa: E402
 from decaf_ros.core.pipeline import DecafPipeline, build_tiny_models  # noqa: E402
 from decaf_ros.core.rollout import VMaxRollout  # noqa: E402
-from decaf_ros.core.sam2 import Sam2Segmenter  # noqa: E402
+from decaf_ros.core.models.sam2.segmenter import Sam2Segmenter  # noqa: E402
 
 MODES = {"off": dict(share_prompt_prefix=False, share_sam2_features=False),
          "on": dict(share_prompt_prefix=True, share_sam2_features=True)}

@@ -42,6 +42,7 @@ import rclpy  # noqa: E402
 import torch  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 from rclpy.executors import SingleThreadedExecutor  # noqa: E402
+from rclpy.lifecycle import TransitionCallbackReturn  # noqa: E402
 from rclpy.node import Node  # noqa: E402
 from rclpy.parameter import Parameter  # noqa: E402
 from rclpy.qos import (DurabilityPolicy, QoSProfile, ReliabilityPolicy,  # noqa: E402
@@ -51,12 +52,13 @@ from std_msgs.msg import Header, String  # noqa: E402
 
 from decaf_ros.core.pipeline import GroundingCancelled  # noqa: E402
 from decaf_ros.msg import Status, TargetArray  # noqa: E402
-from decaf_ros.ros.image_conversion import image_to_depth_m  # noqa: E402
+from decaf_ros.ros.image_conversion import image_to_depth_m, rgb_to_compressed  # noqa: E402
 from decaf_ros.ros.node import DecafNode  # noqa: E402
 from decaf_ros.ros.player import raw_image, sample_messages  # noqa: E402
 
 WORKER_STATES = ("idle", "blocked", "py-busy")
 COLOR_ENCODINGS = ("rgb8", "bgr8")
+COMPRESSED = {"jpeg90": "jpeg", "png": "png"}  # row label -> codec of the compressed rows
 DEPTH_ENCODING = "16UC1"
 GOAL = "the astronaut's face"
 RECORD_QOS = QoSProfile(depth=200, reliability=ReliabilityPolicy.RELIABLE)
@@ -91,6 +93,20 @@ def color_msg(width: int, height: int, encoding: str, seed: int = 0) -> Image:
     """A noise image in ``encoding`` (content does not matter for the conversion cost)."""
     pixels = np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
     return raw_image(pixels, encoding, Header())
+
+
+def sample_rgb(width: int, height: int) -> np.ndarray:
+    """A frame of the bundled sample clip: a real photograph (noise would compress unlike a camera image)."""
+    from decaf_ros.ros.sample import build_sample_clip
+
+    return build_sample_clip("astronaut", 1, width, height)[0].rgb
+
+
+def compressed_msgs(width: int, height: int) -> dict[str, Any]:
+    """The same sample frame as raw rgb8 and as JPEG (quality 90) / PNG CompressedImage, as a camera sends it."""
+    rgb = sample_rgb(width, height)
+    return {"rgb8": raw_image(rgb, "rgb8", Header()),
+            **{label: rgb_to_compressed(rgb, codec, Header(), quality=90) for label, codec in COMPRESSED.items()}}
 
 
 def depth_msg(width: int, height: int, seed: int = 0) -> Image:
@@ -234,8 +250,12 @@ class TimedDecafNode(DecafNode):
 def make_node(context: Context, factory: Callable[[Any], Any], namespace: str,
               overrides: dict[str, Any]) -> TimedDecafNode:
     params = {"status_rate_hz": 2.0, "regrounding_period_s": 0.0} | overrides
-    return TimedDecafNode(pipeline_factory=factory, namespace=namespace, context=context,
+    node = TimedDecafNode(pipeline_factory=factory, namespace=namespace, context=context,
                           parameter_overrides=[Parameter(k, value=v) for k, v in params.items()])
+    # Autostart activates on the first executor turn; the direct-call rows never spin, so activate now.
+    if node.lifecycle_state == "inactive" and node.trigger_activate() != TransitionCallbackReturn.SUCCESS:
+        raise RuntimeError("the benchmark node did not activate")
+    return node
 
 
 def enter_state(node: TimedDecafNode, stub: StubPipeline, state: str, width: int, height: int) -> None:
@@ -302,6 +322,13 @@ def _direct_size_rows(node: TimedDecafNode, state: str, width: int, height: int,
         time_direct(node, msg, node._on_image, 5)  # warm-up: first-call allocations
         rows.append({**label, "callback": "image", "encoding": encoding,
                      **ms_stats(time_direct(node, msg, node._on_image, iterations))})
+    # image_transport: compressed, next to raw rgb8 of the same photograph (decode + convert + push).
+    for encoding, msg in compressed_msgs(width, height).items():
+        callback = node._on_image if encoding == "rgb8" else node._on_compressed_image
+        time_direct(node, msg, callback, 5)
+        rows.append({**label, "callback": "photo " + ("raw" if encoding == "rgb8" else "compressed"),
+                     "encoding": encoding, "bytes": len(msg.data),
+                     **ms_stats(time_direct(node, msg, callback, iterations))})
     depth = depth_msg(width, height)
     rows.append({**label, "callback": "depth", "encoding": DEPTH_ENCODING,
                  **ms_stats(time_direct(node, depth, node._on_depth, iterations))})
@@ -539,7 +566,7 @@ def _measure_goals(node: TimedDecafNode, recorder: Recorder, opts: E2EOptions,
         t_mask = wait_for(lambda t=t0: recorder.first_mask_after(t), opts.goal_timeout_s,
                           f"first mask of goal {goal_id}")
         latencies.append(t_mask - t0)
-        seq1 = node.frames_received
+        seq1 = node.frames_accepted
         time.sleep(opts.track_seconds)
         t_end = time.monotonic()
         # Read after the window: start_tracking runs after the first results are published.
@@ -550,7 +577,7 @@ def _measure_goals(node: TimedDecafNode, recorder: Recorder, opts: E2EOptions,
         targets += recorder.targets_between(goal_id, t_mask + 1e-6, t_end)
         tracks += times.between("track", t_mask, t_end)
         regroundings += len(times.between("ground", t_mask, t_end))
-        camera_frames += node.frames_received - seq1
+        camera_frames += node.frames_accepted - seq1
     window = opts.goals * opts.track_seconds
     track = ms_stats(tracks)
     return {
@@ -623,6 +650,58 @@ def _fmt_row(row: dict[str, Any]) -> str:
             f"{row['max_ms']:8.3f}  {dds}")
 
 
+def compressed_ratios(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Median callback cost of each compressed encoding / raw rgb8 of the same photo, same worker and size."""
+    out = []
+    direct = [r for r in rows if r["transport"] == "direct" and r["callback"].startswith("photo")]
+    for raw in (r for r in direct if r["encoding"] == "rgb8"):
+        for row in direct:
+            if row["encoding"] != "rgb8" and (row["worker"], row["size"]) == (raw["worker"], raw["size"]):
+                out.append({"worker": row["worker"], "size": row["size"], "encoding": row["encoding"],
+                            "raw_median_ms": raw["median_ms"], "median_ms": row["median_ms"],
+                            "ratio": row["median_ms"] / max(raw["median_ms"], 1e-9),
+                            "bytes_ratio": row["bytes"] / max(raw["bytes"], 1)})
+    return out
+
+
+def format_ratios(ratios: list[dict[str, Any]]) -> str:
+    lines = ["Compressed vs raw image callback (median, same photo, same run)"]
+    lines += [f"  {r['worker']:<9} {r['size']:>9} {r['encoding']:<6}: {r['median_ms']:7.3f} ms vs rgb8 "
+              f"{r['raw_median_ms']:7.3f} ms = {r['ratio']:5.1f}x the cost, {r['bytes_ratio']:.3f}x the bytes"
+              for r in ratios]
+    return "\n".join(lines)
+
+
+# =========================================================================== 4. lifecycle memory
+def lifecycle_memory(context: Context, args: argparse.Namespace) -> dict[str, Any]:
+    """RSS (and CUDA memory) with the models loaded (active) and after deactivate released them.
+
+    Models: the tiny MLLM with a real-size SAM2.1-hiera-tiny (random weights, ~39M parameters), so
+    the released memory is large enough to see next to the process's libraries.
+    """
+    from decaf_ros.benchmark import ModelSet, build_pipeline
+    from decaf_ros.core.config import DecafConfig
+    from decaf_ros.devtools.memory import rss_mb
+
+    config = DecafConfig(device="cuda" if torch.cuda.is_available() else "cpu", **TINY_SETTINGS)
+    node = make_node(context, lambda _p: build_pipeline(ModelSet("tiny", args.lifecycle_sam2), config,
+                                                        args.tiny_dir), "/bench_lifecycle", {})
+    try:
+        cuda = torch.cuda.is_available()
+        loaded = {"rss_mb": rss_mb(), "cuda_mb": torch.cuda.memory_allocated() / 2**20 if cuda else 0.0}
+        node.trigger_deactivate()
+        released = {"rss_mb": rss_mb(), "cuda_mb": torch.cuda.memory_allocated() / 2**20 if cuda else 0.0}
+    finally:
+        node.destroy_node()
+    result = {"models": f"tiny+{args.lifecycle_sam2}", "active": loaded, "inactive": released,
+              "rss_released_mb": loaded["rss_mb"] - released["rss_mb"],
+              "cuda_released_mb": loaded["cuda_mb"] - released["cuda_mb"]}
+    print(f"\nLifecycle memory ({result['models']}): RSS {loaded['rss_mb']:.0f} MiB active -> "
+          f"{released['rss_mb']:.0f} MiB after deactivate ({result['rss_released_mb']:.0f} MiB released)"
+          + (f"; CUDA {loaded['cuda_mb']:.0f} -> {released['cuda_mb']:.0f} MiB" if cuda else ""), flush=True)
+    return result
+
+
 def format_callbacks(rows: list[dict[str, Any]]) -> str:
     head = (f"{'via':<6} {'worker':<9} {'size':>9} {'callback':<17} {'enc':<6} {'n':>5} {'med ms':>8} "
             f"{'p90 ms':>8} {'max ms':>8}  {'recv/pub':>9} {'lat med':>8} {'lat p90':>8}")
@@ -685,7 +764,9 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     p.add_argument("--real-key-frames", type=int, default=16)
     p.add_argument("--real-video-max-tokens", type=int, default=400)
     p.add_argument("--real-gen-tokens", type=int, default=4, help="tokens generated per answer (GPU run)")
-    p.add_argument("--skip", default="", help="comma list of parts to skip: direct,dds,tiny,real")
+    p.add_argument("--lifecycle-sam2", default="sam2.1-hiera-tiny",
+                   help="SAM2 of the lifecycle-memory part: a model_configs name (real size) or 'tiny'")
+    p.add_argument("--skip", default="", help="comma list of parts to skip: direct,dds,tiny,real,lifecycle")
     p.add_argument("--json", default=None, help="write the numbers to this JSON file")
     return p.parse_args(argv)
 
@@ -694,7 +775,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     """Every part of the benchmark; returns the report (also what ``--json`` writes)."""
     torch.set_num_threads(args.threads)
     skip = {s.strip() for s in args.skip.split(",") if s.strip()}
-    report: dict[str, Any] = {"meta": meta(args), "callbacks": [], "e2e": [], "real_size": {}}
+    report: dict[str, Any] = {"meta": meta(args), "callbacks": [], "compressed_ratios": [], "e2e": [],
+                              "real_size": {}, "lifecycle": {}}
     context = Context()
     rclpy.init(context=context)
     try:
@@ -703,6 +785,11 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         if "dds" not in skip:
             report["callbacks"] += dds_rows(context, args.sizes, args.rate, args.dds_seconds, args.qos)
         print(format_callbacks(report["callbacks"]), flush=True)
+        report["compressed_ratios"] = compressed_ratios(report["callbacks"])
+        if report["compressed_ratios"]:
+            print("\n" + format_ratios(report["compressed_ratios"]), flush=True)
+        if "lifecycle" not in skip:
+            report["lifecycle"] = lifecycle_memory(context, args)
         if "tiny" not in skip:
             for variant in (lambda o: o, without_regrounding):
                 times = PipelineTimes()

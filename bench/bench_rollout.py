@@ -40,7 +40,7 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from decaf_ros.core.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb  # noqa: E402
+from decaf_ros.devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb  # noqa: E402
 from decaf_ros.core.rollout import VMaxRollout, naive_vmax_rollout  # noqa: E402
 
 VARIANTS = ("streaming", "naive_layer", "naive_dense", "streaming_qk", "naive_dense_qk")

@@ -40,7 +40,7 @@ import torch
 from .core import capture as capture_mod
 from .core.config import DecafConfig
 from .core.frames import key_frame_indices
-from .core.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
+from .devtools.memory import rel_diff, reset_rss_peak, rss_mb, rss_peak_mb
 from .core.pipeline import DecafPipeline, build_tiny_models
 from .core.rollout import VMaxRollout, naive_vmax_rollout
 
@@ -50,11 +50,11 @@ REAL_PAIRS = (("qwen2.5-vl-3b", "sam2.1-hiera-tiny"), ("qwen2.5-vl-7b", "sam2.1-
 # Tiny MLLM sets: name -> (folder under the tiny-model directory, builder in core.tiny).
 # "tiny" is the Qwen2.5-VL model build_tiny_models() writes; the others are built on first use.
 TINY_MLLMS: dict[str, tuple[str, str]] = {
-    "tiny": ("qwen2_5_vl", "decaf_ros.core.tiny.qwen:build_tiny_qwen2_5_vl"),
-    "tiny-qwen2-vl": ("qwen2_vl", "decaf_ros.core.tiny.qwen:build_tiny_qwen2_vl"),
-    "tiny-qwen3-vl": ("qwen3_vl", "decaf_ros.core.tiny.qwen3_vl:build_tiny_qwen3_vl"),
-    "tiny-internvl": ("internvl", "decaf_ros.core.tiny.internvl:build_tiny_internvl"),
-    "tiny-llava-ov": ("llava_onevision", "decaf_ros.core.tiny.llava_onevision:build_tiny_llava_onevision"),
+    "tiny": ("qwen2_5_vl", "decaf_ros.core.models.qwen2_5_vl.tiny:build_tiny_qwen2_5_vl"),
+    "tiny-qwen2-vl": ("qwen2_vl", "decaf_ros.core.models.qwen2_5_vl.tiny:build_tiny_qwen2_vl"),
+    "tiny-qwen3-vl": ("qwen3_vl", "decaf_ros.core.models.qwen3_vl.tiny:build_tiny_qwen3_vl"),
+    "tiny-internvl": ("internvl", "decaf_ros.core.models.internvl.tiny:build_tiny_internvl"),
+    "tiny-llava-ov": ("llava_onevision", "decaf_ros.core.models.llava_onevision.tiny:build_tiny_llava_onevision"),
 }
 SWEEP_KEY_FRAMES = (4, 8, 16, 32)
 SWEEP_SIZES = ((320, 240), (640, 480), (1280, 720))
@@ -304,7 +304,8 @@ def tiny_mllm_dir(name: str, folder: str | None) -> str:
 
 def _qwen_vl_processor(model_type: str) -> Any:
     """The tiny Qwen-VL processor recipe (real checkpoints' image/video settings, small BPE)."""
-    from .core.tiny import qwen, qwen3_vl
+    from .core.models.qwen2_5_vl import tiny as qwen
+    from .core.models.qwen3_vl import tiny as qwen3_vl
 
     if model_type == "qwen3_vl":
         return qwen3_vl._build_processor()
@@ -326,7 +327,7 @@ def _internvl_processor() -> Any:
         InternVLVideoProcessor,
     )
 
-    from .core.tiny import internvl
+    from .core.models.internvl import tiny as internvl
 
     tile = {"size": {"height": 448, "width": 448}, "image_mean": internvl.IMAGENET_MEAN,
             "image_std": internvl.IMAGENET_STD}
@@ -338,9 +339,9 @@ def _internvl_processor() -> Any:
 
 def _llava_onevision_processor() -> Any:
     """The tiny LLaVA-OneVision recipe at the real 384 px tile, as the adapter's processor class."""
-    from .core.mllm.llava_onevision import TileGridProcessor
+    from .core.models.llava_onevision.adapter import TileGridProcessor
     from .core.model_configs import LLAVA_ONEVISION_TILE
-    from .core.tiny import llava_onevision
+    from .core.models.llava_onevision import tiny as llava_onevision
 
     p = llava_onevision._build_processor(LLAVA_ONEVISION_TILE)
     return TileGridProcessor(
@@ -351,23 +352,23 @@ def _llava_onevision_processor() -> Any:
 
 def real_processor(model_type: str) -> tuple[Any, dict[str, int], dict[str, int]]:
     """(processor, outer-config token ids, LLM token ids) for a family's random-weight build."""
-    from .core.tiny.common import qwen2_token_fields, token_ids
+    from .devtools.tiny_recipe import qwen2_token_fields, token_ids
 
     if model_type in ("qwen2_vl", "qwen2_5_vl", "qwen3_vl"):
-        from .core.tiny.qwen import SPECIAL_TOKENS, vision_token_fields
+        from .core.models.qwen2_5_vl.tiny import SPECIAL_TOKENS, vision_token_fields
 
         processor = _qwen_vl_processor(model_type)
         ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
         return processor, vision_token_fields(ids), qwen2_token_fields(ids)
     if model_type == "internvl":
-        from .core.tiny.internvl import INTERNVL_TOKENS
-        from .core.tiny.qwen import SPECIAL_TOKENS
+        from .core.models.internvl.tiny import INTERNVL_TOKENS
+        from .core.models.qwen2_5_vl.tiny import SPECIAL_TOKENS
 
         processor = _internvl_processor()
         ids = token_ids(processor.tokenizer, SPECIAL_TOKENS + INTERNVL_TOKENS)
         return processor, {"image_token_id": ids["<IMG_CONTEXT>"]}, qwen2_token_fields(ids)
     if model_type == "llava_onevision":
-        from .core.tiny.llava_onevision import SPECIAL_TOKENS
+        from .core.models.llava_onevision.tiny import SPECIAL_TOKENS
 
         processor = _llava_onevision_processor()
         ids = token_ids(processor.tokenizer, SPECIAL_TOKENS)
@@ -389,7 +390,7 @@ def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config:
     below the tokenizer's size.
     """
     from .core.capture import enable_capture
-    from .core.mllm import adapter_for
+    from .core.models import adapter_for
     from .core.model_configs import mllm_config, mllm_model_type
 
     model_type = mllm_model_type(name)
@@ -416,8 +417,8 @@ def build_real_sam2(name: str, device: torch.device) -> Any:
     )
 
     from .core.model_configs import sam2_video_config
-    from .core.sam2 import Sam2Segmenter
-    from .core.tiny.sam2 import OBJECT_SCORE_BIAS
+    from .core.models.sam2.segmenter import Sam2Segmenter
+    from .core.models.sam2.tiny import OBJECT_SCORE_BIAS
 
     with torch.device(device):
         model = Sam2VideoModel(sam2_video_config(name)).eval()
@@ -434,8 +435,8 @@ def build_real_sam2(name: str, device: torch.device) -> Any:
 def build_pipeline(models: ModelSet, config: DecafConfig, tiny_dir: str | None) -> DecafPipeline:
     """Load (tiny) or build (real, random weights) both models and join them in a pipeline."""
     from .core.loading import pick_device, pick_dtype
-    from .core.mllm import load_mllm
-    from .core.sam2 import Sam2Segmenter
+    from .core.models import load_mllm
+    from .core.models.sam2.segmenter import Sam2Segmenter
 
     device = pick_device(config.device)
     mllm_dir, sam2_dir = _tiny_dirs(tiny_dir) if models.tiny_mllm or models.sam2 == "tiny" else ("", "")

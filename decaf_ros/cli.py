@@ -17,6 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
+from .cli_options import add_variant_options, variant_settings
 from .core.config import DTYPES, DecafConfig
 from .core.loading import ModelLoadError
 from .core.overlay import draw_overlay, image_strip
@@ -146,6 +147,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--max-new-tokens", type=int, default=defaults.max_new_tokens,
                         help="generation length of the object-class answers")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
+    add_variant_options(parser)
     return parser
 
 
@@ -156,7 +158,8 @@ def run(argv: Sequence[str] | None = None) -> int:
     mllm, sam2 = build_tiny_models() if args.tiny else (args.mllm, args.sam2)
     config = DecafConfig(mllm=mllm, sam2=sam2, device=args.device, dtype=args.dtype,
                          num_key_frames=args.key_frames, rollout_start_layer=args.rollout_start_layer,
-                         video_max_tokens=args.video_max_tokens, max_new_tokens=args.max_new_tokens)
+                         video_max_tokens=args.video_max_tokens, max_new_tokens=args.max_new_tokens,
+                         **variant_settings(args))
     pipeline = DecafPipeline.from_config(config, load_sam2=not args.coarse_only)
     stages = STAGES[:7] if args.coarse_only else STAGES
     with tqdm(total=len(stages), desc="grounding", unit="stage") as bar:

@@ -1,5 +1,6 @@
-# Injected with -DCMAKE_PROJECT_INCLUDE by scripts/setup_env.sh when the ROS 2 build tools come
-# from PyPI wheels; never used by colcon on a ROS machine.
+# Injected with -DCMAKE_PROJECT_INCLUDE (arguments printed by scripts/pip_wheels_cmake_args.py, used
+# by scripts/setup_env.sh and the colcon build test) when the ROS 2 build tools come from PyPI
+# wheels; never needed on a ROS machine.
 #
 # Why: the wheels' exported CMake targets (<pkg>::<pkg>__rosidl_generator_py) carry the include
 # directories of the machine that built the wheels (/opt/python/cpXY-cpXY/...: Python and

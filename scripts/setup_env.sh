@@ -2,9 +2,9 @@
 # One-command, idempotent set-up of the pip environment (no ROS installation needed):
 #   1. create .venv if missing;
 #   2. install the pinned requirements (skipped while requirements/constraints are unchanged);
-#   3. generate the ROS interfaces from msg/ with the CMakeLists.txt colcon uses, build them with
+#   3. generate the ROS interfaces from msg/ and action/ with the CMakeLists.txt colcon uses, build them with
 #      the pip-installed ROS generators + system cmake/gcc, and install them into the venv
-#      (skipped while msg/, CMakeLists.txt, package.xml and the build helpers are unchanged);
+#      (skipped while msg/, action/, CMakeLists.txt, package.xml and the build helpers are unchanged);
 #   4. `pip install .` decaf_ros itself into the same site-packages/decaf_ros folder (every run).
 #
 # Environment: PYTHON (interpreter for a new venv, default python3), DECAF_VENV (default .venv),
@@ -74,32 +74,32 @@ reset_stale_build_dir() {
 }
 
 build_interfaces() {
-  local site want py_inc np_inc
+  local site want wheel_args
+  local -a wheel_cmake_args
   site="$(site_packages)"
-  want="$(hash_files "$ROOT"/msg/*.msg "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
-    "$ROOT/scripts/pip_wheels_fixup.cmake" "$ROOT/scripts/setup_env.sh" "$REQ_STAMP")"
-  if stamp_matches "$MSG_STAMP" "$want" && [[ -f "$site/decaf_ros/msg/__init__.py" ]]; then
+  want="$(hash_files "$ROOT"/msg/*.msg "$ROOT"/action/*.action "$ROOT/CMakeLists.txt" "$ROOT/package.xml" \
+    "$ROOT/scripts/pip_wheels_fixup.cmake" "$ROOT/scripts/pip_wheels_cmake_args.py" \
+    "$ROOT/scripts/setup_env.sh" "$REQ_STAMP")"
+  if stamp_matches "$MSG_STAMP" "$want" && [[ -f "$site/decaf_ros/msg/__init__.py" && -f "$site/decaf_ros/action/__init__.py" ]]; then
     log "interfaces unchanged"
     return
   fi
-  log "building interfaces from msg/"
-  py_inc="$("$PY" -c 'import sysconfig; print(sysconfig.get_paths()["include"])')"
-  np_inc="$("$PY" -c 'import numpy; print(numpy.get_include())')"
+  log "building interfaces from msg/ and action/"
+  # Interpreter, header-path fixup: shared with the colcon build test.
+  wheel_args="$("$PY" "$ROOT/scripts/pip_wheels_cmake_args.py")"
+  mapfile -t wheel_cmake_args <<<"$wheel_args"
   reset_stale_build_dir
   cmake -S "$ROOT" -B "$BUILD_DIR" -Wno-dev \
     -DCMAKE_BUILD_TYPE=Release \
     -DCMAKE_INSTALL_PREFIX="$VENV" \
     -DCMAKE_PREFIX_PATH="$VENV" \
-    -DPython3_EXECUTABLE="$PY" \
     -DBUILD_TESTING=OFF \
-    -DCMAKE_PROJECT_INCLUDE="$ROOT/scripts/pip_wheels_fixup.cmake" \
-    -DDECAF_PYTHON_INCLUDE="$py_inc" \
-    -DDECAF_NUMPY_INCLUDE="$np_inc" >"$ROOT/build/cmake-configure.log" 2>&1 \
+    "${wheel_cmake_args[@]}" >"$ROOT/build/cmake-configure.log" 2>&1 \
     || { cat "$ROOT/build/cmake-configure.log"; exit 1; }
   cmake --build "$BUILD_DIR" --parallel "$(nproc)" >"$ROOT/build/cmake-build.log" 2>&1 \
     || { cat "$ROOT/build/cmake-build.log"; exit 1; }
-  # Drop generated modules of messages that no longer exist before installing the new set.
-  rm -rf "$site/decaf_ros/msg"
+  # Drop generated modules of interfaces that no longer exist before installing the new set.
+  rm -rf "$site/decaf_ros/msg" "$site/decaf_ros/action"
   cmake --install "$BUILD_DIR" >"$ROOT/build/cmake-install.log" 2>&1 \
     || { cat "$ROOT/build/cmake-install.log"; exit 1; }
   # The CMake install leaves a decaf_ros egg-info (colcon style). pip would take it for an
@@ -118,8 +118,8 @@ install_package() {
 
 # Import from a neutral folder, so the source tree cannot shadow the installed package.
 check_import() {
-  (cd / && "$PY" -c 'from decaf_ros.msg import Status, Target, TargetArray') \
-    || { log "decaf_ros.msg does not import from $VENV"; exit 1; }
+  (cd / && "$PY" -c 'from decaf_ros.msg import Status, Target, TargetArray; from decaf_ros.action import Ground') \
+    || { log "decaf_ros.msg / decaf_ros.action do not import from $VENV"; exit 1; }
 }
 
 main() {

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 import torch
 
-from decaf_ros.core.mllm import hf_adapter
+from decaf_ros.core.models import hf_adapter
 
 # (inputs, token_id) -> (B, L) per-token codes; only the visual tokens' codes are kept.
 TokenCodes = Callable[[Any, int], torch.Tensor]

@@ -1,7 +1,9 @@
 """Shared test set-up: ROS 2 isolation and an rclpy context.
 
-Keep this file to ROS isolation. Other fixtures (models, sample clips, ...) live in their own
-modules under test/ and are registered from here with `pytest_plugins`.
+Keep this file to ROS isolation. Every other fixture (tiny models, sample clips) lives in
+``common_fixtures.py``, registered from here with ``pytest_plugins``. Test folders mirror the code:
+``method/`` (core DecAF), ``models/`` (model families), ``ros/`` (the ROS shell), ``tools/``
+(CLIs, benchmarks, evaluation, packaging).
 """
 from __future__ import annotations
 
@@ -19,8 +21,8 @@ import pytest  # noqa: E402
 import rclpy  # noqa: E402
 from rclpy.context import Context  # noqa: E402
 
-# Fixture modules (tiny random models, built once per session).
-pytest_plugins = ["models", "models_sam2", "models_families", "models_llava"]
+# The fixture module (tiny random models, built once per session; shared clips).
+pytest_plugins = ["common_fixtures"]
 
 
 @pytest.fixture(scope="session")

@@ -1,6 +1,6 @@
 """Settings of the DecAF pipeline; every default is the paper's reference setting.
 
-One home for every threshold and size the method uses (``docs/decaf-method`` §14), so the
+One home for every threshold and size the method uses (docs/method.md §14), so the
 CLI, the ROS node and the evaluation all read the same numbers.
 """
 from __future__ import annotations
@@ -8,9 +8,23 @@ from __future__ import annotations
 from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
+from .prompts import PROMPT_VERSIONS
+
 DEFAULT_MLLM = "Qwen/Qwen2.5-VL-7B-Instruct"
 DEFAULT_SAM2 = "facebook/sam2.1-hiera-large"
 DTYPES = ("auto", "float32", "bfloat16", "float16")
+IMAGE_PROCESSOR_BACKENDS = ("pil", "torchvision")
+PROMPT_VERSION_FIELDS = ("prompt_object_version", "prompt_choice_version", "prompt_background_version")
+# Settings that choose between the reference's variants; decaf-segment/decaf-eval expose them as options
+# and the node as parameters, all with these descriptions.
+VARIANT_FIELDS = (*PROMPT_VERSION_FIELDS, "image_processor_backend")
+VARIANT_DOCS = {
+    "prompt_object_version": "P1 object-class prompt: 0 = the paper's, 1-3 = its Table 10 ablation variants",
+    "prompt_choice_version": "P2 class-choice prompt: 0 = the paper's, 1-3 = its Table 12 ablation variants",
+    "prompt_background_version": "P3 background prompt: 0 = the paper's, 1-3 = its Table 11 ablation variants",
+    "image_processor_backend": "Qwen families' image processor: pil = the reference's (bit-identical pixels), "
+                               "torchvision = transformers' fast one (pixels differ by 1 ulp)",
+}
 
 
 @dataclass(frozen=True)
@@ -38,6 +52,16 @@ class DecafConfig:
 
     # Generation (§3.1): greedy.
     max_new_tokens: int = 128
+
+    # Prompt versions (§3.7): 0 is the paper's setting, 1-3 its ablations (Tables 10, 12, 11).
+    prompt_object_version: int = 0  # P1, object class
+    prompt_choice_version: int = 0  # P2, class choice
+    prompt_background_version: int = 0  # P3, background
+
+    # Image processor of the Qwen families (§13 item 11): "pil" is the PIL/numpy processor the
+    # reference loads (use_fast=False), so frame-path pixels are bit-identical to it; "torchvision"
+    # is transformers' fast processor (about three quarters of the pixel values differ by 1 ulp).
+    image_processor_backend: str = "pil"
 
     # Map post-processing (§5).
     smooth_kernel_video: int = 3
@@ -73,6 +97,8 @@ class DecafConfig:
             (self.frame_resize_scale >= 1, "frame_resize_scale must be >= 1"),
             (self.frame_batch_size >= 1, "frame_batch_size must be >= 1"),
             (self.max_new_tokens >= 1, "max_new_tokens must be >= 1"),
+            *((_is_prompt_version(getattr(self, name)),
+               f"{name} must be one of {', '.join(map(str, PROMPT_VERSIONS))}") for name in PROMPT_VERSION_FIELDS),
             (self.smooth_kernel_video % 2 == 1, "smooth_kernel_video must be odd"),
             (self.smooth_kernel_frame % 2 == 1, "smooth_kernel_frame must be odd"),
             (self.smooth_sigma > 0, "smooth_sigma must be > 0"),
@@ -85,7 +111,13 @@ class DecafConfig:
              "device must be 'auto', 'cpu' or 'cuda[:N]'"),
             (self.dtype in DTYPES, f"dtype must be one of {', '.join(DTYPES)}"),
             (self.sam2_dtype in DTYPES, f"sam2_dtype must be one of {', '.join(DTYPES)}"),
+            (self.image_processor_backend in IMAGE_PROCESSOR_BACKENDS,
+             f"image_processor_backend must be one of {', '.join(IMAGE_PROCESSOR_BACKENDS)}"),
         ]
         errors = [message for ok, message in checks if not ok]
         if errors:
             raise ValueError("; ".join(errors))
+
+
+def _is_prompt_version(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and value in PROMPT_VERSIONS

@@ -1,4 +1,4 @@
-"""Key-frame sampling (method spec §2.1) and a bounded clip buffer for live streams."""
+"""Key-frame sampling (docs/method.md §2.1) and a bounded clip buffer for live streams."""
 from __future__ import annotations
 
 import threading
@@ -6,6 +6,10 @@ from collections import deque
 from typing import Any, NamedTuple
 
 import numpy as np
+
+# Smallest frame side the pipeline accepts (``pipeline.validate_frames``); live inputs are checked
+# against it on arrival so an unusable frame never reaches a clip.
+MIN_FRAME_SIDE = 2
 
 
 def key_frame_indices(n: int, k: int = 16) -> list[int]:

@@ -1,4 +1,4 @@
-"""From raw rollout maps to the fused attention volume F and coarse masks (method spec §5–§6).
+"""From raw rollout maps to the fused attention volume F and coarse masks (docs/method.md §5–§6).
 
 Chain (§5): Gaussian smoothing of the raw maps -> contrast clamp(obj - bg, 0, 1) on the
 un-normalised values -> min–max (video: global, frame: per frame) -> temporal alignment of
@@ -14,15 +14,20 @@ import torch.nn.functional as F
 
 
 def gaussian_kernel(k: int, sigma: float) -> torch.Tensor:
-    """(k, k) float32: exp(-(x² + y²) / 2σ²) on integer offsets -(k//2) .. k//2, summing to 1."""
+    """(k, k) float32: exp(-(x² + y²) / 2σ²) on integer offsets -(k//2) .. k//2, summing to 1.
+
+    Built in float32 on the CPU as the reference builds it (§5.2, §13 item 12): the squared
+    offsets are integers, the division, exp and normalisation float32. A float64 kernel cast to
+    float32 differs in the last bit of some weights, which moves every smoothed value.
+    """
     if k < 1 or k % 2 == 0:
         raise ValueError(f"kernel size must be a positive odd integer; got {k}")
     if sigma <= 0:
         raise ValueError(f"sigma must be > 0; got {sigma}")
-    offsets = torch.arange(-(k // 2), k // 2 + 1, dtype=torch.float64)
-    sq = offsets[:, None] ** 2 + offsets[None, :] ** 2
-    kernel = torch.exp(-sq / (2.0 * sigma * sigma))
-    return (kernel / kernel.sum()).float()
+    offsets = torch.arange(k) - k // 2  # int64
+    sq = offsets[:, None] ** 2 + offsets[None, :] ** 2  # exact integers
+    kernel = torch.exp(-sq / (2 * sigma**2))  # int tensor / Python float -> float32
+    return kernel / kernel.sum()
 
 
 def smooth_maps(maps: torch.Tensor, k: int, sigma: float) -> torch.Tensor:

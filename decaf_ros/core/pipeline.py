@@ -1,6 +1,6 @@
 """DecAF end to end: prompting stages → rollout maps → fusion → SAM2 tracklets → masks.
 
-Reference mode (``ground``) follows ``decaf-method.md`` §2–§7 step by step. Live mode adds
+Reference mode (``ground``) follows docs/method.md §2–§7 step by step. Live mode adds
 ``start_tracking``/``track``: SAM2 streaming over new frames after a grounding.
 """
 from __future__ import annotations
@@ -18,16 +18,17 @@ import torch
 
 from . import prompts
 from .config import DecafConfig
-from .frames import key_frame_indices
+from .frames import MIN_FRAME_SIDE, key_frame_indices
 from .fusion import coarse_masks, coarse_targets, fuse_maps
 from .loading import ModelLoadError, pick_device, pick_dtype
-from .mllm import MLLMAdapter, load_mllm
+from .models import MLLMAdapter, load_mllm
+from .models.sam2.segmenter import FrameView, Sam2Segmenter
 from .result import STAGE_COARSE, STAGE_DENSE, GroundingResult, Tracklet, TrackResult
-from .sam2 import FrameView, Sam2Segmenter
 from .tracklets import (
     attention_consistency,
     cross_frame_check,
     nms_masks,
+    object_score,
     point_candidates,
     select_tracklets,
     tracklet_score,
@@ -57,7 +58,7 @@ def validate_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
         if not isinstance(frame, np.ndarray) or frame.dtype != np.uint8 or frame.ndim != 3 or frame.shape[2] != 3:
             raise InputError(f"frame {i} must be a uint8 RGB array of shape (H, W, 3), got "
                              f"{getattr(frame, 'dtype', type(frame))} {getattr(frame, 'shape', '')}")
-        if frame.shape[0] < 2 or frame.shape[1] < 2:
+        if frame.shape[0] < MIN_FRAME_SIDE or frame.shape[1] < MIN_FRAME_SIDE:
             raise InputError(f"frame {i} is too small: {frame.shape[1]}x{frame.shape[0]}")
         sizes.add(frame.shape[:2])
     if len(sizes) > 1:
@@ -67,12 +68,17 @@ def validate_frames(frames: Sequence[np.ndarray]) -> tuple[int, int]:
 
 
 def validate_query(query: str) -> str:
-    """Return the stripped query or raise InputError when it is empty or absurdly long."""
-    text = " ".join(str(query).split())
-    if not text or not any(ch.isalnum() for ch in text):
+    """Return the query unchanged, or raise InputError when it is empty or absurdly long.
+
+    The text is not re-spaced or stripped: the prompts quote the expression as given (§2.1), as the
+    reference does with the benchmarks' expressions; only the length check ignores extra spaces.
+    """
+    text = str(query)
+    compact = " ".join(text.split())
+    if not compact or not any(ch.isalnum() for ch in compact):
         raise InputError("the query is empty (it needs at least one letter or digit)")
-    if len(text) > MAX_QUERY_CHARS:
-        raise InputError(f"the query has {len(text)} characters; at most {MAX_QUERY_CHARS} are accepted")
+    if len(compact) > MAX_QUERY_CHARS:
+        raise InputError(f"the query has {len(compact)} characters; at most {MAX_QUERY_CHARS} are accepted")
     return text
 
 
@@ -194,17 +200,19 @@ class DecafPipeline:
     def _prompting_stages(
         self, key_frames: list[np.ndarray], query: str, clock: _StageClock,
     ) -> tuple[torch.Tensor, str, list[str]]:
+        cfg = self.config
         expression = prompts.normalize_expression(query)
-        object_prompt = prompts.object_class_prompt(expression)
+        object_prompt = prompts.object_class_prompt(expression, cfg.prompt_object_version)
         with clock.stage("p1_video"):
             obj_video = self.mllm.video_pass(key_frames, object_prompt, generate=True)
         grid_hw = self.mllm.last_video_grid_hw
         with clock.stage("p1_frames"):
             obj_frame = self.mllm.frame_pass(key_frames, object_prompt, generate=True, video_grid_hw=grid_hw)
         candidates = [a.strip().lower() for a in obj_video.answers + obj_frame.answers]
+        choice_prompt = prompts.class_choice_prompt(expression, candidates, cfg.prompt_choice_version)
         with clock.stage("p2_choice"):
-            obj_name = self.mllm.generate_text(prompts.class_choice_prompt(expression, candidates)).strip().lower()
-        background_prompt = prompts.background_prompt(obj_name)
+            obj_name = self.mllm.generate_text(choice_prompt).strip().lower()
+        background_prompt = prompts.background_prompt(obj_name, cfg.prompt_background_version, expression=expression)
         with clock.stage("p3_video"):
             bg_video = self.mllm.video_pass(key_frames, background_prompt, generate=False)
         with clock.stage("p3_frames"):
@@ -212,8 +220,7 @@ class DecafPipeline:
         with clock.stage("fusion"):
             fused = fuse_maps(
                 obj_video.maps, bg_video.maps, obj_frame.maps, bg_frame.maps,
-                k_video=self.config.smooth_kernel_video, k_frame=self.config.smooth_kernel_frame,
-                sigma=self.config.smooth_sigma)
+                k_video=cfg.smooth_kernel_video, k_frame=cfg.smooth_kernel_frame, sigma=cfg.smooth_sigma)
         return fused, obj_name, candidates
 
     def _dense_masks(
@@ -235,7 +242,7 @@ class DecafPipeline:
             tracklets = self._key_frame_tracklets(key_frames, result.fused)
         with clock.stage("tracklet_scoring"):
             self._score_tracklets(tracklets, result.fused)
-            kept = select_tracklets(np.array([t.score for t in tracklets], dtype=np.float64),
+            kept = select_tracklets(np.array([t.score for t in tracklets], dtype=np.float32),
                                     self.config.track_score_threshold)
         result.tracklets, result.kept = tracklets, [int(i) for i in kept]
         with clock.stage("sam2_propagation"):
@@ -257,13 +264,13 @@ class DecafPipeline:
             if len(points) == 0:
                 continue
             masks, ious = self.sam2.segment_points(key_frames, t, points)
-            attention = np.asarray(attention, dtype=np.float64)
-            scores = attention + np.asarray(ious, dtype=np.float64)
+            ious = np.asarray(ious, dtype=np.float32)
+            scores = object_score(attention, ious)  # float32, as every decision of §7.3
             kept = [int(i) for i in nms_masks(masks, scores, cfg.nms_iou)]
             keep_new, delete_old = cross_frame_check(
                 masks[kept], scores[kept],
                 np.array([tr.masks[t] for tr in tracklets]).reshape(-1, *masks.shape[1:]),
-                np.array([tr.object_score for tr in tracklets], dtype=np.float64), cfg.nms_iou)
+                np.array([tr.object_score for tr in tracklets], dtype=np.float32), cfg.nms_iou)
             survivors = [i for i, keep in zip(kept, keep_new) if keep]
             if not survivors:
                 continue
@@ -281,7 +288,8 @@ class DecafPipeline:
         if not tracklets:
             return
         consistency = attention_consistency(fused, np.stack([t.masks for t in tracklets]))
-        for tracklet, s_ac in zip(tracklets, np.asarray(consistency, dtype=np.float64)):
+        for tracklet, s_ac in zip(tracklets, consistency):
+            # float32 values held in Python floats: exact, so the float32 decisions are unchanged
             tracklet.consistency = float(s_ac)
             tracklet.score = float(tracklet_score(tracklet.attention, tracklet.sam_iou, s_ac))
 
@@ -343,8 +351,8 @@ def tiny_model_dir() -> Path:
 
 def build_tiny_models(folder: Path | None = None) -> tuple[str, str]:
     """Build (once) and return local folders of the tiny random Qwen2.5-VL and SAM2 models."""
-    from .tiny.qwen import build_tiny_qwen2_5_vl
-    from .tiny.sam2 import build_tiny_sam2
+    from .models.qwen2_5_vl.tiny import build_tiny_qwen2_5_vl
+    from .models.sam2.tiny import build_tiny_sam2
 
     folder = folder or tiny_model_dir()
     mllm_dir, sam2_dir = folder / "qwen2_5_vl", folder / "sam2"

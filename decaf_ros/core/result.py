@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from .tracklets import object_score
+
 # What a GroundingResult holds: the attention (Otsu) masks before SAM2, or SAM2's dense masks.
 STAGE_COARSE = "coarse"
 STAGE_DENSE = "dense"
@@ -18,15 +20,15 @@ class Tracklet:
 
     masks: np.ndarray  # (T_k, H, W) bool, on the key frames
     origin: int  # key-frame position where its click was placed
-    attention: float  # a: fused-map value at its click, in [tau_pq, 1]
-    sam_iou: float  # s_SAM: SAM2's predicted IoU of the chosen multimask output
-    consistency: float = 0.0  # s_ac (§7.4), filled in after stage 1
-    score: float = 0.0  # s_trk = (a + s_SAM + s_ac) / 3
+    attention: float  # a: fused-map value at its click, in [tau_pq, 1] (a float32 value)
+    sam_iou: float  # s_SAM: SAM2's predicted IoU of the chosen multimask output (a float32 value)
+    consistency: float = 0.0  # s_ac (§7.4), filled in after stage 1 (float32)
+    score: float = 0.0  # s_trk = (a + s_SAM + s_ac) / 3, computed in float32
 
     @property
     def object_score(self) -> float:
-        """s_obj = a + s_SAM, the ranking used by NMS and the cross-frame check."""
-        return self.attention + self.sam_iou
+        """s_obj = a + s_SAM in float32 (tracklets.object_score), the ranking of NMS and the cross-frame check."""
+        return float(object_score(self.attention, self.sam_iou))
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""Attention rollout with V-Max head weighting (method spec §4).
+"""Attention rollout with V-Max head weighting (docs/method.md §4).
 
 Per rollout layer l (forward order s .. N-1), with A_h the (L, L) attention probabilities
 of head h and V the visual key positions:

@@ -6,8 +6,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
+from ..cli_options import add_variant_options, variant_settings
 from .datasets import DATA_ROOT_ENV, DATASETS, LAYOUTS, DatasetError
-from .runner import EvaluationError, format_keypoints, format_table, run_evaluation
+from .runner import EvaluationError, format_keypoints, format_table, merge_shards, results_path, run_evaluation
 
 EPILOG = (
     "Dataset folders: --root DIR (one dataset), --root NAME=DIR (repeatable), or the environment variable "
@@ -31,6 +32,14 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--limit", type=int, help="first N expressions per dataset")
     parser.add_argument("--eval-only", action="store_true", help="score existing predictions, run no model")
     parser.add_argument("--no-progress", action="store_true", help="hide progress bars")
+    shards = parser.add_argument_group(
+        "sharding", "split the expressions over N jobs (expression i goes to shard i % N), then merge")
+    shards.add_argument("--num-shards", type=int, default=1, metavar="N", help="number of shards (default 1)")
+    shards.add_argument("--shard-index", type=int, default=0, metavar="I",
+                        help="the shard this job runs, 0..N-1; writes OUT/results_<dataset>.shard<I>of<N>.json")
+    shards.add_argument("--merge", action="store_true",
+                        help="join the N shard results under OUT into results_<dataset>.json (runs no model)")
+    add_variant_options(parser)
     return parser
 
 
@@ -48,15 +57,24 @@ def parse_roots(values: Sequence[str], datasets: Sequence[str]) -> dict[str, str
     return roots
 
 
+def run(args: argparse.Namespace) -> list[dict]:
+    """Evaluate (or merge) each requested dataset; raises DatasetError / EvaluationError."""
+    if args.merge:
+        if args.num_shards < 2:
+            raise EvaluationError("--merge needs --num-shards N (N >= 2), the count the shards ran with")
+        return [merge_shards(name, args.out, args.num_shards) for name in args.dataset]
+    roots = parse_roots(args.root, args.dataset)
+    return [run_evaluation(name, args.out, roots[name], mllm=args.mllm, sam2=args.sam2, device=args.device,
+                           dtype=args.dtype, settings=variant_settings(args), coarse_only=args.coarse_only,
+                           limit=args.limit, eval_only=args.eval_only, num_shards=args.num_shards,
+                           shard_index=args.shard_index, show_progress=not args.no_progress)
+            for name in args.dataset]
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
-        roots = parse_roots(args.root, args.dataset)
-        results = [run_evaluation(name, args.out, roots[name], mllm=args.mllm, sam2=args.sam2,
-                                  device=args.device, dtype=args.dtype, coarse_only=args.coarse_only,
-                                  limit=args.limit, eval_only=args.eval_only,
-                                  show_progress=not args.no_progress)
-                   for name in args.dataset]
+        results = run(args)
     except (DatasetError, EvaluationError) as error:
         print(f"decaf-eval: error: {error}", file=sys.stderr)
         return 2
@@ -68,8 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if keypoints:
         print("PP@K (keypoints, §8):\n" + keypoints)
     for result in results:
-        name = result["dataset"]
-        print(f"results: {args.out / f'results_{name}.json'}")
+        shard = result.get("shard", {"count": 1, "index": 0})
+        print(f"results: {results_path(args.out, result['dataset'], shard['count'], shard['index'])}")
     return 0
 
 

@@ -35,6 +35,7 @@ are read from there. A malformed folder raises :class:`DatasetError` naming the 
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pickle
 from dataclasses import dataclass
@@ -45,12 +46,36 @@ from typing import Any, Callable, Iterator, Mapping, Sequence
 import cv2
 import numpy as np
 
+log = logging.getLogger(__name__)
+
 DATA_ROOT_ENV = "DECAF_DATA_ROOT"
 REFERRING, REASONING = 0, 1  # ReVOS type_id values
 
 
 class DatasetError(RuntimeError):
     """A dataset folder or file is missing or does not have the expected layout."""
+
+
+class MaskCountMismatch(DatasetError):
+    """An annotation has fewer masks than its video has frames: the expression cannot be scored (§9.1)."""
+
+    def __init__(self, path: Path, anno_id: Any, n_masks: int, n_frames: int) -> None:
+        super().__init__(f"{path}: anno_id {anno_id!r} has {n_masks} masks for {n_frames} frames")
+        self.anno_id, self.n_masks, self.n_frames = anno_id, n_masks, n_frames
+
+
+def per_frame_entries(entries: Sequence[Any], n_frames: int, path: Path, anno_id: Any) -> Sequence[Any]:
+    """The first ``n_frames`` mask entries; MaskCountMismatch when there are fewer (§9.1).
+
+    The reference indexes the masks by frame: with more masks than frames it uses the first T;
+    with fewer its evaluation fails for that expression alone, which scores 0. Both cases are logged.
+    """
+    if len(entries) < n_frames:
+        raise MaskCountMismatch(path, anno_id, len(entries), n_frames)
+    if len(entries) > n_frames:
+        log.warning("%s: anno_id %r has %d masks for %d frames: using the first %d", path, anno_id,
+                    len(entries), n_frames, n_frames)
+    return entries[:n_frames]
 
 
 @dataclass(frozen=True)
@@ -107,7 +132,16 @@ class Sample:
         return [read_rgb(path) for path in self.frame_paths()]
 
     def load_gt(self) -> np.ndarray:
+        """(T, H, W) bool; MaskCountMismatch when an annotation has fewer masks than frames."""
         return self.gt_masks_loader()
+
+    def files_in_frame_folder(self) -> int:
+        """How many files the video's frame folder holds (0 when it is missing).
+
+        The reference's keypoint evaluation skips an expression whose count differs from the
+        meta file's frame count (§8).
+        """
+        return sum(1 for _ in self.frame_dir.iterdir()) if self.frame_dir.is_dir() else 0
 
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png")
@@ -358,10 +392,7 @@ def _union_loader(masks: _LazyMasks, anno_ids: list[Any], frame_names: tuple[str
     def load() -> np.ndarray:
         per_frame: list[np.ndarray | None] = [None] * len(frame_names)
         for anno_id in anno_ids:
-            entries = masks.entries(anno_id)
-            if len(entries) != len(frame_names):
-                raise DatasetError(f"{masks.path}: anno_id {anno_id!r} has {len(entries)} masks for "
-                                   f"{len(frame_names)} frames")
+            entries = per_frame_entries(masks.entries(anno_id), len(frame_names), masks.path, anno_id)
             for index, entry in enumerate(entries):
                 mask = decode_entry(entry)
                 if mask is not None:
@@ -378,7 +409,8 @@ def _foreground_loader(foreground: _LazyMasks | None, video: str, frame_names: t
     def load() -> np.ndarray:
         record = foreground.entries(video)
         entries = record.get("masks_rle") if isinstance(record, Mapping) else record
-        if entries is None or len(entries) != len(frame_names):
-            raise DatasetError(f"{foreground.path}: video {video!r} needs one 'masks_rle' entry per frame")
+        if entries is None:
+            raise DatasetError(f"{foreground.path}: video {video!r} has no 'masks_rle' entries")
+        entries = per_frame_entries(entries, len(frame_names), foreground.path, f"foreground of {video}")
         return _stack([decode_entry(e) for e in entries], frame_dir, frame_names)
     return load

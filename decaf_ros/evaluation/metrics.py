@@ -9,7 +9,9 @@ Conventions (the DAVIS ones, which the reference scripts use):
   Empty boundaries: both empty -> P = R = 1 (F = 1); prediction empty, GT not -> P = 1, R = 0
   (F = 0); prediction not empty, GT empty -> P = 0, R = 1 (F = 0).
 * Per expression: J and F are frame means, reported x100 and rounded to 2 decimals; J&F is
-  ``round(100 * (j + f) / 2, 2)`` from the unrounded means.
+  ``round(100 * (j + f) / 2, 2)`` from the unrounded means. The rounding is numpy's (the reference
+  rounds ``np.float64`` means: scale by 100, round half to even, unscale), which differs from
+  Python's ``round`` on a plain float at binary halves (§9.1): 100 * (1/4000) -> 0.02, not 0.03.
 * Per dataset: J and F are means over expressions and J&F = (mean J + mean F) / 2. ReVOS reports
   referring (type_id 0) and reasoning (type_id 1) groups, and "overall" is the mean of the two group
   means (a group with no expression is left out of that mean).
@@ -139,20 +141,31 @@ class ExpressionScore:
         return asdict(self)
 
 
+def percent(value: float | np.floating) -> float:
+    """``round(100 * value, 2)`` with numpy's rounding, as the reference applies it to np.float64 means."""
+    return float(np.round(100 * np.float64(value), 2))
+
+
 def score_expression(pred: np.ndarray, gt: np.ndarray, *, video: str = "", exp_id: str = "",
                      type_id: int | None = None, foreground: np.ndarray | None = None) -> ExpressionScore:
     """Score (T, H, W) predictions against (T, H, W) ground truth, frame by frame."""
     pred, gt = _as_bool(pred), _as_bool(gt)
     if pred.shape != gt.shape or pred.ndim != 3:
         raise ValueError(f"prediction {pred.shape} and ground truth {gt.shape} must both be (T, H, W)")
-    j = float(np.mean([jaccard(p, g) for p, g in zip(pred, gt)]))
-    f = float(np.mean([f_measure(p, g) for p, g in zip(pred, gt)]))
-    score = ExpressionScore(video, exp_id, round(100 * j, 2), round(100 * f, 2), round(100 * (j + f) / 2, 2),
+    j = np.mean([jaccard(p, g) for p, g in zip(pred, gt)])  # np.float64, rounded the numpy way
+    f = np.mean([f_measure(p, g) for p, g in zip(pred, gt)])
+    score = ExpressionScore(video, exp_id, percent(j), percent(f), float(np.round(100 * (j + f) / 2, 2)),
                             n_frames=len(gt), type_id=type_id)
     if foreground is not None:
-        score.A = round(100 * float(np.mean([accuracy(p, g) for p, g in zip(pred, gt)])), 2)
-        score.R = round(100 * float(np.mean([robustness(p, g, m) for p, g, m in zip(pred, gt, foreground)])), 2)
+        score.A = percent(np.mean([accuracy(p, g) for p, g in zip(pred, gt)]))
+        score.R = percent(np.mean([robustness(p, g, m) for p, g, m in zip(pred, gt, foreground)]))
     return score
+
+
+def zero_score(video: str, exp_id: str, type_id: int | None, with_accuracy: bool) -> ExpressionScore:
+    """The score the reference gives an expression it cannot evaluate (no prediction, too few GT masks)."""
+    extra = (0.0, 0.0) if with_accuracy else (None, None)
+    return ExpressionScore(video, exp_id, 0.0, 0.0, 0.0, 0, type_id, *extra)
 
 
 def summarize(scores: Sequence[ExpressionScore]) -> dict[str, float]:

@@ -148,7 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def node_parameters(args: argparse.Namespace) -> list[Parameter]:
     return [Parameter("mllm", value=args.mllm), Parameter("sam2", value=args.sam2),
-            Parameter("device", value=args.device),
+            Parameter("device", value=args.device), Parameter("autostart", value=True),
             Parameter("fallback_to_tiny_models", value=not args.no_fallback)]
 
 

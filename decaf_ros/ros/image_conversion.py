@@ -1,9 +1,9 @@
-"""sensor_msgs/Image <-> numpy, with cv_bridge when the ROS 2 one is installed.
+"""sensor_msgs/Image (and CompressedImage) <-> numpy, with cv_bridge when the ROS 2 one is installed.
 
 cv_bridge is not obtainable from every install (pip-only ROS 2 has none), so a small numpy path covers the
 encodings a camera driver actually publishes. Both paths give the same contract:
 
-* color: ``(H, W, 3)`` uint8 RGB,
+* color: ``(H, W, 3)`` uint8 RGB (also from JPEG/PNG ``CompressedImage``, decoded by OpenCV),
 * depth (16UC1/mono16 mm, 32FC1 m): ``(H, W)`` float32 metres (NaN where the sensor has no reading), via ``geometry.depth_to_meters``.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ from typing import Any
 
 import cv2
 import numpy as np
-from sensor_msgs.msg import Image
+from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import Header
 
 COLOR_ENCODINGS: dict[str, int] = {"rgb8": 3, "bgr8": 3, "rgba8": 4, "bgra8": 4, "mono8": 1}
@@ -103,6 +103,37 @@ def image_to_rgb(msg: Image) -> np.ndarray:
     raise ImageConversionError(
         f"unsupported color image encoding {encoding!r}; supported: {SUPPORTED_COLOR}"
     )
+
+
+# --------------------------------------------------------------------------- compressed color
+
+# What image_transport's compressed plugin writes in ``format``: "jpeg", "png", or
+# "rgb8; jpeg compressed bgr8" (raw encoding; codec + packed encoding). compressedDepth is not color.
+COMPRESSED_CODECS = ("jpeg", "jpg", "png")
+
+
+def compressed_to_rgb(msg: CompressedImage) -> np.ndarray:
+    """JPEG or PNG ``CompressedImage`` -> ``(H, W, 3)`` uint8 RGB (OpenCV decodes by content)."""
+    fmt = msg.format.strip().lower()
+    if "compresseddepth" in fmt or (fmt and not any(codec in fmt for codec in COMPRESSED_CODECS)):
+        raise ImageConversionError(f"unsupported compressed image format {msg.format!r}; supported: jpeg, png")
+    data = np.frombuffer(bytes(msg.data), dtype=np.uint8)
+    if data.size == 0:
+        raise ImageConversionError("compressed image has no data")
+    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR)
+    if bgr is None:
+        raise ImageConversionError(
+            f"cannot decode compressed image ({data.size} bytes, format {msg.format!r}): not valid JPEG/PNG data")
+    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+
+
+def rgb_to_compressed(rgb: np.ndarray, codec: str, header: Header, quality: int = 90) -> CompressedImage:
+    """``(H, W, 3)`` uint8 RGB -> ``CompressedImage`` ("jpeg" at ``quality``, or "png"), as a camera sends it."""
+    params = [cv2.IMWRITE_JPEG_QUALITY, int(quality)] if codec == "jpeg" else []
+    ok, buf = cv2.imencode(".jpg" if codec == "jpeg" else ".png", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params)
+    if not ok:
+        raise ImageConversionError(f"OpenCV could not encode a {rgb.shape} image as {codec}")
+    return CompressedImage(header=header, format=codec, data=buf.tobytes())
 
 
 # --------------------------------------------------------------------------- depth

@@ -28,7 +28,7 @@ class TargetInfo:
     score: float
     mask: np.ndarray  # (H, W) bool
     xyz: tuple[float, float, float] | None
-    reason_3d: str = ""
+    reason_3d: str = ""  # why xyz is None; empty when it is valid
 
 
 def _bbox_roi(mask: np.ndarray) -> RegionOfInterest:
@@ -41,7 +41,8 @@ def _bbox_roi(mask: np.ndarray) -> RegionOfInterest:
     return roi
 
 
-def target_msg(info: TargetInfo, header: Header, goal_id: int, goal: str, label: str) -> Target:
+def target_msg(info: TargetInfo, header: Header, goal_id: int, goal: str, label: str,
+               with_mask: bool = True) -> Target:
     msg = Target(goal_id=goal_id, goal=goal, target_id=info.target_id, label=label, score=float(info.score))
     centroid = mask_centroid(info.mask)
     if centroid is not None:
@@ -51,14 +52,17 @@ def target_msg(info: TargetInfo, header: Header, goal_id: int, goal: str, label:
     if info.xyz is not None:
         msg.centroid_3d = Point(x=float(info.xyz[0]), y=float(info.xyz[1]), z=float(info.xyz[2]))
         msg.centroid_3d_valid = True
-    msg.mask = array_to_image(info.mask, "mono8", header)
+    else:
+        msg.centroid_3d_reason = info.reason_3d
+    if with_mask:
+        msg.mask = array_to_image(info.mask, "mono8", header)
     return msg
 
 
 def target_array_msg(targets: list[TargetInfo], header: Header, goal_id: int, goal: str,
-                     label: str) -> TargetArray:
-    return TargetArray(header=header, goal_id=goal_id, goal=goal,
-                       targets=[target_msg(t, header, goal_id, goal, label) for t in targets])
+                     label: str, stage: int, with_masks: bool = True) -> TargetArray:
+    return TargetArray(header=header, goal_id=goal_id, goal=goal, stage=stage,
+                       targets=[target_msg(t, header, goal_id, goal, label, with_masks) for t in targets])
 
 
 def centroid_msg(targets: list[TargetInfo], header: Header) -> PointStamped | None:

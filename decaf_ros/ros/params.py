@@ -11,9 +11,11 @@ from typing import Any, Callable
 
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
-from decaf_ros.core.config import DEFAULT_MLLM, DEFAULT_SAM2, DecafConfig
+from decaf_ros.core.config import (DEFAULT_MLLM, DEFAULT_SAM2, IMAGE_PROCESSOR_BACKENDS, PROMPT_VERSION_FIELDS,
+                                   VARIANT_DOCS, DecafConfig)
 
 QOS_CHOICES = ("sensor_data", "reliable")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,8 @@ PARAMS: tuple[ParamSpec, ...] = (
               choices=("auto", "float32", "bfloat16", "float16")),
     ParamSpec("sam2_dtype", _C.sam2_dtype, "SAM2 dtype (reference: float32)", read_only=True,
               core_field="sam2_dtype", choices=("auto", "float32", "bfloat16", "float16")),
+    ParamSpec("cpu_threads", 0, "torch CPU threads, set when the models load; 0 = torch's default (one per core)",
+              0, 1024, read_only=True),
     ParamSpec("fallback_to_tiny_models", False,
               "when the models cannot be loaded, use tiny RANDOM models (plumbing demo only; masks meaningless)",
               read_only=True),
@@ -78,12 +82,19 @@ PARAMS: tuple[ParamSpec, ...] = (
               core_field="nms_iou"),
     ParamSpec("track_score_threshold", _C.track_score_threshold, "tracklet score needed to keep a target",
               0.0, 2.0, core_field="track_score_threshold"),
+    *(ParamSpec(name, getattr(_C, name), VARIANT_DOCS[name], 0, 3, core_field=name)
+      for name in PROMPT_VERSION_FIELDS),
+    ParamSpec("image_processor_backend", _C.image_processor_backend, VARIANT_DOCS["image_processor_backend"],
+              read_only=True, core_field="image_processor_backend", choices=IMAGE_PROCESSOR_BACKENDS),
     # --- clip buffer
     ParamSpec("clip_length", 32, "frames kept in the ring buffer (the clip grounding sees)", 1, 1024,
               read_only=True),
     ParamSpec("frame_stride", 2, "take every n-th buffered frame into the clip", 1, 64),
     # --- topics and QoS (relative names, so namespaces and remaps apply)
     ParamSpec("image_topic", "image", "color image topic (rgb8/bgr8/rgba8/bgra8/mono8)", read_only=True),
+    ParamSpec("image_transport", "raw",
+              "raw: sensor_msgs/Image on image_topic; compressed: sensor_msgs/CompressedImage (JPEG/PNG) on "
+              "<image_topic>/compressed", read_only=True, choices=IMAGE_TRANSPORTS),
     ParamSpec("depth_topic", "depth", "aligned depth topic (16UC1 mm or 32FC1 m); empty = no depth",
               read_only=True),
     ParamSpec("camera_info_topic", "camera_info", "CameraInfo of the color camera; empty = none",
@@ -111,12 +122,21 @@ PARAMS: tuple[ParamSpec, ...] = (
     ParamSpec("min_valid_depth_px", 20, "valid depth pixels needed for a 3D centroid", 1, 1000000),
     # --- outputs
     ParamSpec("publish_overlay", True, "publish ~/overlay (costs a copy + drawing per frame)"),
+    ParamSpec("publish_target_masks", True, "fill Target.mask in ~/targets (false: empty masks, smaller messages)"),
     ParamSpec("overlay_alpha", 0.45, "tint opacity of the overlay", 0.0, 1.0),
     ParamSpec("marker_scale_m", 0.05, "diameter of the centroid sphere markers", 0.001, 10.0),
     ParamSpec("status_rate_hz", 1.0, "periodic ~/status rate (also published on every state change)",
               0.1, 100.0, read_only=True),
+    ParamSpec("diagnostics_rate_hz", 1.0, "diagnostic_msgs/DiagnosticArray rate on /diagnostics; 0 = off",
+              0.0, 100.0, read_only=True),
+    # --- lifecycle
+    ParamSpec("autostart", True, "configure and activate at start (false: wait for `ros2 lifecycle set`)",
+              read_only=True),
 )
 SPECS: dict[str, ParamSpec] = {spec.name: spec for spec in PARAMS}
+# Core settings a running node hands to its pipeline; they apply from the next grounding.
+DYNAMIC_CORE_FIELDS: tuple[str, ...] = tuple(
+    spec.core_field for spec in PARAMS if spec.core_field and not spec.read_only)
 
 
 @dataclass(frozen=True)
@@ -124,10 +144,12 @@ class NodeParams:
     """The node's settings, validated; ``core`` is what the pipeline is built from."""
 
     core: DecafConfig = field(default_factory=DecafConfig)
+    cpu_threads: int = 0
     fallback_to_tiny_models: bool = False
     clip_length: int = 32
     frame_stride: int = 2
     image_topic: str = "image"
+    image_transport: str = "raw"
     depth_topic: str = "depth"
     camera_info_topic: str = "camera_info"
     goal_topic: str = "goal"
@@ -147,9 +169,12 @@ class NodeParams:
     max_depth_m: float = 10.0
     min_valid_depth_px: int = 20
     publish_overlay: bool = True
+    publish_target_masks: bool = True
     overlay_alpha: float = 0.45
     marker_scale_m: float = 0.05
     status_rate_hz: float = 1.0
+    diagnostics_rate_hz: float = 1.0
+    autostart: bool = True
 
 
 def _check_types(values: dict[str, Any]) -> list[str]:

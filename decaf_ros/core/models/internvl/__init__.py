@@ -1,0 +1,1 @@
+"""InternVL3 (hf ``internvl`` checkpoints): adapter, tiny random builder."""

@@ -1,0 +1,1 @@
+"""LLaVA-OneVision (hf checkpoints): adapter, tiny random builder."""

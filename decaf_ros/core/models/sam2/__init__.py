@@ -1,0 +1,1 @@
+"""SAM2 video segmentation: the segmenter, tiny random builder."""
