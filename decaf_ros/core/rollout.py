@@ -294,7 +294,7 @@ class VMaxRollout:
         known = prefix_sums is not None
         sums = prefix_sums.to(scratch.device, torch.float32).clone() if known else \
             torch.zeros(b, h, dtype=torch.float32, device=scratch.device)
-        prefix = sums.clone() if known or prefix_rows == 0 else None
+        prefix = sums.clone() if known else None
         computed_last = False
         for r0, rows, _ in spans:
             if known and r0 < prefix_rows:
