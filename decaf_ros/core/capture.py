@@ -29,21 +29,57 @@ _state = threading.local()  # the capture active in this thread (forward runs in
 
 
 @dataclass
+class PrefixRollout:
+    """What later prompts' rollouts reuse of a shared prompt prefix: its first ``length`` = P tokens.
+
+    Filled by the first prompt's capture, per rollout layer l: the prefix rows' post-RoPE
+    queries (B, H, P, d) in the model's dtype, and their V-Max sums Σ_{q<P} max_{k∈V} A_h[q, k]
+    (B, H) fp32. The prefix keys are not kept here: a later prompt's attention receives them
+    from the prefix's KV cache. Causal attention makes all of these depend on the prefix alone.
+    """
+
+    length: int
+    queries: dict[int, torch.Tensor] = field(default_factory=dict)
+    row_max_sums: dict[int, torch.Tensor] = field(default_factory=dict)
+
+    def stored_bytes(self) -> int:
+        tensors = list(self.queries.values()) + list(self.row_max_sums.values())
+        return sum(t.numel() * t.element_size() for t in tensors)
+
+
+@dataclass
 class RolloutCapture:
-    """Handle of one capture: ``row`` (B, L) fp32 is set when the context exits cleanly."""
+    """Handle of one capture: ``row`` (B, L) fp32 is set when the context exits cleanly.
+
+    With ``prefix`` and ``reuse_prefix=False`` the capture records the prefix's rollout state
+    while the prompt runs in full; with ``reuse_prefix=True`` the prompt's forward runs only the
+    tokens after the prefix (its attention gets the prefix keys from the KV cache) and the
+    rollout completes the prefix rows from the recorded state.
+    """
 
     visual_key_mask: torch.Tensor  # (B, L) bool, the set V of §4.3
     start_layer: int
     num_layers: int
     row_block: int = 512
+    prefix: PrefixRollout | None = None
+    reuse_prefix: bool = False
     rollout: VMaxRollout | None = None
     row: torch.Tensor | None = None
     layers_seen: list[int] = field(default_factory=list)
     finished: bool = False  # the first prefill has passed the last layer
 
+    @property
+    def seq_len(self) -> int:
+        return int(self.visual_key_mask.shape[1])
+
+    @property
+    def query_rows(self) -> int:
+        """Query rows of the captured forward: the whole prompt, or what follows a reused prefix."""
+        return self.seq_len - (self.prefix.length if self.reuse_prefix else 0)
+
     def wants(self, layer_idx: int | None, q_len: int) -> bool:
-        """Capture this call? Only prefill calls of the first forward, layers ≥ s."""
-        if self.finished or layer_idx is None or q_len <= 1:
+        """Capture this call? Only the prompt's first forward (not decode steps), layers ≥ s."""
+        if self.finished or layer_idx is None or q_len != self.query_rows:
             return False
         if self.layers_seen and layer_idx <= self.layers_seen[-1]:
             self.finished = True  # a second prefill started (e.g. a new generate call)
@@ -54,19 +90,33 @@ class RolloutCapture:
                value: torch.Tensor, attention_mask: torch.Tensor | None, scaling: float,
                dropout: float = 0.0, **kwargs: Any) -> torch.Tensor:
         """Feed one layer's Q/K to the rollout; return the layer's sdpa output (B, L, H, D)."""
-        length = query.shape[2]
-        if key.shape[2] != length:
-            raise RuntimeError("rollout capture needs a full prefill (no cached prefix)")
+        if key.shape[2] != self.seq_len:
+            raise RuntimeError(f"rollout capture needs the whole prompt's keys ({self.seq_len}); got "
+                               f"{key.shape[2]} (a cached prefix it was not told about?)")
         if self.rollout is None:
             self.rollout = VMaxRollout(self.visual_key_mask.to(query.device), row_block=self.row_block)
         # K stays (B, Hkv, L, D): the rollout groups query heads per key head instead of repeat_kv
-        self.rollout.add_layer_qk(query, key, scaling)
+        self._add_layer(int(module.layer_idx), query, key, scaling)
         out, _ = sdpa_attention_forward(module, query, key, value, attention_mask,
                                         dropout=dropout, scaling=scaling, **kwargs)
         self.layers_seen.append(int(module.layer_idx))
         if module.layer_idx == self.num_layers - 1:
             self.finished = True
         return out
+
+    def _add_layer(self, layer: int, query: torch.Tensor, key: torch.Tensor, scaling: float) -> None:
+        prefix = self.prefix
+        if prefix is None:
+            self.rollout.add_layer_qk(query, key, scaling)
+        elif self.reuse_prefix:
+            if layer not in prefix.queries:
+                raise RuntimeError(f"the shared prefix has no recorded state for layer {layer}")
+            full = torch.cat([prefix.queries[layer].to(query.device, query.dtype), query], dim=2)
+            self.rollout.add_layer_qk(full, key, scaling, prefix_rows=prefix.length,
+                                      prefix_sums=prefix.row_max_sums[layer])
+        else:
+            prefix.row_max_sums[layer] = self.rollout.add_layer_qk(query, key, scaling, prefix_rows=prefix.length)
+            prefix.queries[layer] = query[:, :, :prefix.length].clone()
 
     def finalize(self) -> None:
         expected = list(range(self.start_layer, self.num_layers))
@@ -135,11 +185,15 @@ def capture_rollout(
     start_layer: int,
     span_rule: bool = True,
     row_block: int = 512,
+    prefix: PrefixRollout | None = None,
+    reuse_prefix: bool = False,
 ) -> Iterator[RolloutCapture]:
     """Capture the V-Max rollout of the next prefill; ``handle.row`` is (B, L) fp32 after exit.
 
     token_is_visual: (B, L) bool over the prompt. span_rule=True uses the contiguous span of
     item 0 as V (Qwen, LLaVA-OV, §4.3); False uses the exact positions (InternVL).
+    prefix: record the rollout state of the prompt's first ``prefix.length`` tokens into it, or,
+    with reuse_prefix, use the state recorded there while the forward runs only the rest.
     """
     text_config = _text_config(model_or_adapter)
     if text_config._attn_implementation != ATTN_NAME:
@@ -151,8 +205,13 @@ def capture_rollout(
         raise ValueError(f"start_layer must be in [0, {num_layers}); got {start_layer}")
     if getattr(_state, "capture", None) is not None:
         raise RuntimeError("a rollout capture is already active in this thread")
+    if reuse_prefix and prefix is None:
+        raise ValueError("reuse_prefix needs the recorded prefix")
+    if prefix is not None and not 0 < prefix.length <= token_is_visual.shape[1] - int(reuse_prefix):
+        raise ValueError(f"prefix of {prefix.length} tokens does not fit a prompt of {token_is_visual.shape[1]}")
     mask = visual_span_mask(token_is_visual) if span_rule else token_is_visual.to(torch.bool)
-    handle = RolloutCapture(mask, int(start_layer), num_layers, row_block=row_block)
+    handle = RolloutCapture(mask, int(start_layer), num_layers, row_block=row_block, prefix=prefix,
+                            reuse_prefix=reuse_prefix)
     _state.capture = handle
     try:
         yield handle

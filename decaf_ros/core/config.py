@@ -72,6 +72,10 @@ class DecafConfig:
     point_threshold: float = 0.8  # tau_pq, inclusive (>=)
     nms_iou: float = 0.7  # strict >
     track_score_threshold: float = 0.8  # tau_trk, strict >
+    # Live grounding: compute each thing once. Both give the reference results (the MLLM maps to
+    # fp rounding, the SAM2 masks bit for bit); False runs the reference computation literally.
+    share_prompt_prefix: bool = True  # P3 reuses P1's visual prefix (KV cache, prefix rows' V-Max sums)
+    share_sam2_features: bool = True  # one SAM2 image-feature cache per grounding (every session)
 
     def with_overrides(self, **overrides: Any) -> "DecafConfig":
         """Return a copy with the given fields replaced (unknown names raise)."""

@@ -21,7 +21,7 @@ from .frames import MIN_FRAME_SIDE, key_frame_indices
 from .fusion import coarse_masks, coarse_targets, fuse_maps
 from .loading import pick_device, pick_dtype
 from .models import MLLMAdapter, load_mllm
-from .models.sam2.segmenter import Sam2Segmenter
+from .models.sam2.segmenter import FrameView, Sam2Segmenter
 from .result import STAGE_COARSE, STAGE_DENSE, GroundingResult, Tracklet, TrackResult
 from .tracklets import (
     attention_consistency,
@@ -123,6 +123,7 @@ class DecafPipeline:
         self.sam2 = sam2
         self.config = config
         self._stream_open = False
+        self._stream_seed: FrameView | None = None  # the last grounding's last frame, features encoded
 
     @classmethod
     def from_config(cls, config: DecafConfig, load_sam2: bool = True) -> "DecafPipeline":
@@ -196,7 +197,17 @@ class DecafPipeline:
     def _attention_volume(
         self, key_frames: list[np.ndarray], query: str, clock: _StageClock,
     ) -> tuple[torch.Tensor, str, list[str]]:
-        """Run P1/P2/P3 on both paths and fuse the four maps into F (§3, §5)."""
+        """Run P1/P2/P3 on both paths and fuse the four maps into F (§3, §5).
+
+        With ``share_prompt_prefix``, P3 reuses P1's visual prefix on each path (and on each frame
+        batch): only its own text goes through the LLM.
+        """
+        with self.mllm.sharing_prompt_prefixes(self.config.share_prompt_prefix):
+            return self._prompting_stages(key_frames, query, clock)
+
+    def _prompting_stages(
+        self, key_frames: list[np.ndarray], query: str, clock: _StageClock,
+    ) -> tuple[torch.Tensor, str, list[str]]:
         cfg = self.config
         expression = prompts.normalize_expression(query)
         object_prompt = prompts.object_class_prompt(expression, cfg.prompt_object_version)
@@ -224,8 +235,17 @@ class DecafPipeline:
         self, frames: Sequence[np.ndarray], key_frames: list[np.ndarray],
         result: GroundingResult, clock: _StageClock,
     ) -> None:
-        """SAM2 stage 1 over key frames, scoring and selection, stage 2 over all frames (§7)."""
+        """SAM2 stage 1 over key frames, scoring and selection, stage 2 over all frames (§7).
+
+        With ``share_sam2_features`` every SAM2 session of this grounding reads one per-frame
+        feature cache (each clip frame is encoded at most once); the last frame's features are
+        kept for ``start_tracking``.
+        """
         assert self.sam2 is not None
+        self._stream_seed = None
+        if self.config.share_sam2_features:
+            clip = self.sam2.clip_features(frames)
+            key_frames, frames = clip.view(result.key_frame_indices), clip.view(range(len(frames)))
         with clock.stage("sam2_stage1"):
             tracklets = self._key_frame_tracklets(key_frames, result.fused)
         with clock.stage("tracklet_scoring"):
@@ -238,6 +258,10 @@ class DecafPipeline:
         result.target_masks = target_masks
         result.target_scores = np.array([tracklets[i].score for i in result.kept], dtype=np.float32)
         result.masks = target_masks.any(axis=0) if len(target_masks) else result.masks
+        if isinstance(frames, FrameView):
+            last = len(frames) - 1
+            frames.clip.keep_only([last])  # the tracking stream starts on the clip's last frame
+            self._stream_seed = frames.subset([last])
 
     def _key_frame_tracklets(self, key_frames: list[np.ndarray], fused: torch.Tensor) -> list[Tracklet]:
         """§7.3: per key frame, click every cell >= tau_pq, NMS, cross-frame check, propagate."""
@@ -288,7 +312,7 @@ class DecafPipeline:
             by_frame.setdefault(keys[tracklet.origin], []).append(k)
         for frame_idx, members in sorted(by_frame.items()):
             prompts_masks = np.stack([kept[k].masks[kept[k].origin] for k in members])
-            out[members] = self.sam2.propagate_masks(list(frames), frame_idx, prompts_masks)
+            out[members] = self.sam2.propagate_masks(frames, frame_idx, prompts_masks)
         return out
 
     # ------------------------------------------------------------------ live mode
@@ -301,7 +325,10 @@ class DecafPipeline:
             raise RuntimeError("tracking needs SAM2, which is not loaded")
         last = result.target_masks[:, -1]  # (K, H, W); K may be 0
         last = last[last.any(axis=(1, 2))]
-        self.sam2.start_stream(frame, last)
+        seed, self._stream_seed = self._stream_seed, None
+        if seed is not None and not np.array_equal(seed[0], frame):
+            seed = None  # another frame than the last grounding's last one: encode it afresh
+        self.sam2.start_stream(frame, last, features=seed)
         self._stream_open = len(last) > 0
         return int(len(last))
 

@@ -236,7 +236,8 @@ class VMaxRollout:
 
     def add_layer_qk(
         self, query: torch.Tensor, key: torch.Tensor, scaling: float, row_block: int | None = None,
-    ) -> None:
+        prefix_rows: int = 0, prefix_sums: torch.Tensor | None = None,
+    ) -> torch.Tensor | None:
         """Consume one layer as post-RoPE Q (B, H, L, d) and K (B, Hkv, L, d); keep only Ā_l.
 
         Same result as ``add_layer`` on the §4.2 probabilities, but those are recomputed in
@@ -244,6 +245,12 @@ class VMaxRollout:
         head weights ŵ, pass 2 recomputes each block and writes (1/H) Σ_h ŵ_h P_h into the
         stored lower-triangular block. K may be GQA-grouped (Hkv dividing H, ``repeat_kv``
         order) or already expanded (Hkv = H). Extra memory: one B·H·row_block·L fp32 buffer.
+
+        A shared prompt prefix (its first ``prefix_rows`` = P rows; causal, so they depend on
+        the prefix alone): the row blocks are split at P and the prefix rows' V-Max sums
+        Σ_{q<P} max_{k∈V} P_h[q, k] (B, H) are returned. Given those sums back as
+        ``prefix_sums`` (from an earlier prompt on the same prefix), pass 1 skips the prefix
+        rows; pass 2 still recombines them with this prompt's ŵ, which depends on every row.
         """
         if not self.causal:
             raise ValueError("add_layer_qk applies the causal mask of §4.2; use causal=True")
@@ -254,41 +261,59 @@ class VMaxRollout:
         block = int(row_block or self.row_block)
         if block < 1:
             raise ValueError("row_block must be >= 1")
+        if not 0 <= prefix_rows <= self.seq_len or (prefix_sums is not None and prefix_rows < 1):
+            raise ValueError(f"prefix_rows must be in [1, {self.seq_len}] with prefix_sums; got {prefix_rows}")
         self.visual_key_mask = self.visual_key_mask.to(query.device)
         probs = _CausalBlockProbs(query, key, scaling)
-        spans = self._block_spans(self.seq_len, block)
+        spans = self._block_spans(self.seq_len, block, split_at=prefix_rows)
         b, h, length, _ = probs.shape
         scratch = self._qk_scratch_for(b * h * min(block, length) * length, query.device)
-        weights = self._qk_head_weights(probs, spans, scratch)  # (B, H); last block left in scratch
+        weights, prefix, last_in_scratch = self._qk_head_weights(probs, spans, scratch, prefix_rows, prefix_sums)
         self.head_weights.append(weights)
-        self._layers.append(self._qk_head_mean_blocks(probs, spans, weights, scratch))
+        self._layers.append(self._qk_head_mean_blocks(probs, spans, weights, scratch, last_in_scratch))
+        return prefix if prefix_rows else None
 
     def _qk_head_weights(
         self, probs: _CausalBlockProbs, spans: list[tuple[int, int, int]], scratch: torch.Tensor,
-    ) -> torch.Tensor:
-        """Pass 1: (B, H) ŵ from Σ_q max_{k∈V} P_h[q, k] over all L rows, block by block."""
+        prefix_rows: int = 0, prefix_sums: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor | None, bool]:
+        """Pass 1: (B, H) ŵ from Σ_q max_{k∈V} P_h[q, k] over all L rows, block by block.
+
+        -> (ŵ, the prefix rows' sums (rows < ``prefix_rows``), whether the last block is in scratch).
+        The prefix rows are summed first either way, so given ``prefix_sums`` the total adds up in
+        the same order as when they are computed here.
+        """
         keys = _VisualKeys(self.visual_key_mask, scratch.device)
         b, h, length, _ = probs.shape
-        sums = torch.zeros(b, h, dtype=torch.float32, device=scratch.device)
+        known = prefix_sums is not None
+        sums = prefix_sums.to(scratch.device, torch.float32).clone() if known else \
+            torch.zeros(b, h, dtype=torch.float32, device=scratch.device)
+        prefix = sums.clone() if known else None
+        computed_last = False
         for r0, rows, _ in spans:
+            if known and r0 < prefix_rows:
+                continue
             sums += keys.row_max_sums(probs.compute(r0, rows, scratch))
-        return _max_normalise(sums / length)  # mean over ALL rows (§4.3)
+            computed_last = r0 + rows == length
+            if r0 + rows == prefix_rows:
+                prefix = sums.clone()
+        return _max_normalise(sums / length), prefix, computed_last  # mean over ALL rows (§4.3)
 
     def _qk_head_mean_blocks(
         self, probs: _CausalBlockProbs, spans: list[tuple[int, int, int]], weights: torch.Tensor,
-        scratch: torch.Tensor,
+        scratch: torch.Tensor, last_in_scratch: bool = True,
     ) -> list[tuple[int, torch.Tensor]]:
         """Pass 2: Ā row blocks = (1/H) Σ_h ŵ_h P_h, one (1, H) x (H, rows·cols) matmul each.
 
-        Pass 1 ended on the last block, which is still in ``scratch``; it is also the widest
-        causal block, so it is consumed first and not recomputed.
+        Pass 1 normally ended on the last block, which is then still in ``scratch``; it is also
+        the widest causal block, so it is consumed first and not recomputed.
         """
         b, h, _, _ = probs.shape
         scaled = (weights / h)[:, None, :]  # (B, 1, H): the plain head mean's 1/H folded in
         blocks = self._new_blocks(b, spans, scratch.device)
         for index in reversed(range(len(spans))):
             r0, rows, cols = spans[index]
-            if index == len(spans) - 1:
+            if index == len(spans) - 1 and last_in_scratch:
                 part = scratch[:b * h * rows * cols].view(b, h, rows * cols)
             else:
                 part = probs.compute(r0, rows, scratch).view(b, h, rows * cols)
@@ -338,13 +363,20 @@ class VMaxRollout:
             block.copy_(out.view(b, rows, length)[:, :, :cols])
         return blocks
 
-    def _block_spans(self, length: int, row_block: int | None = None) -> list[tuple[int, int, int]]:
-        """(first row, row count, stored columns) per row block; causal rows < r1 need columns < r1."""
+    def _block_spans(
+        self, length: int, row_block: int | None = None, split_at: int = 0,
+    ) -> list[tuple[int, int, int]]:
+        """(first row, row count, stored columns) per row block; causal rows < r1 need columns < r1.
+
+        ``split_at`` > 0 makes a block boundary there (the end of a shared prefix): blocks of
+        ``row_block`` rows from 0, and again from ``split_at``.
+        """
         block = row_block or self.row_block
         spans = []
-        for r0 in range(0, length, block):
-            r1 = min(r0 + block, length)
-            spans.append((r0, r1 - r0, r1 if self.causal else length))
+        for start, stop in ((0, split_at), (split_at, length)) if 0 < split_at < length else ((0, length),):
+            for r0 in range(start, stop, block):
+                r1 = min(r0 + block, stop)
+                spans.append((r0, r1 - r0, r1 if self.causal else length))
         return spans
 
     def _scratch_for(self, b: int, length: int, device: torch.device) -> torch.Tensor:

@@ -49,24 +49,32 @@ def mllm_model_type(name: str) -> str:
     return _mllm(name)[1].config["model_type"]
 
 
-def mllm_config(name: str, top: dict[str, Any] | None = None, text: dict[str, Any] | None = None) -> Any:
+def mllm_config(name: str, top: dict[str, Any] | None = None, text: dict[str, Any] | None = None,
+                shape: dict[str, Any] | None = None) -> Any:
     """The transformers config of the published ``name`` architecture (class from its model_type).
 
     top: fields of the outer config (visual token ids); text: fields of the language model
     (bos/eos/pad ids), written into ``text_config`` where the family nests one. Both come from
     the tokenizer the model is paired with; the vocabulary size stays the published one.
+    shape: architecture fields replaced in the published spec (a scaled-down model of the same
+    layout for CPU benchmarks); dict values such as ``vision_config`` are merged, not replaced.
     """
     from transformers import AutoConfig
 
     spec = copy.deepcopy(_mllm(name)[1].config)
+    for key, value in (shape or {}).items():
+        spec[key] = {**spec[key], **value} if isinstance(value, dict) and isinstance(spec.get(key), dict) else value
     model_type = spec.pop("model_type")
     spec.get("text_config", spec).update(text or {})
     spec.update(top or {})
     return AutoConfig.for_model(model_type, **spec)
 
 
-def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config: DecafConfig) -> Any:
+def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config: DecafConfig,
+                    shape: dict[str, Any] | None = None) -> Any:
     """Random-weight MLLM of the published ``name`` architecture, in its family's adapter.
+
+    ``shape`` replaces architecture fields (see ``mllm_config``): a scaled-down model of the same layout.
 
     The processor is the family's tiny-model recipe at the checkpoint's image geometry (same
     image/video processors and chat template, a small BPE tokenizer); the model keeps the
@@ -79,7 +87,7 @@ def build_real_mllm(name: str, device: torch.device, dtype: torch.dtype, config:
     family, _ = _mllm(name)
     model_type = mllm_model_type(name)
     processor, top_ids, text_ids = family_module(family, "tiny").real_size_processor(model_type)
-    hf_config = mllm_config(name, top_ids, text_ids)
+    hf_config = mllm_config(name, top_ids, text_ids, shape=shape)
     adapter_cls = adapter_for(model_type)
     with torch.device(device):  # initialise directly on the device: no host copy of the weights
         model = adapter_cls._hf_model_class(model_type)._from_config(hf_config, dtype=dtype)

@@ -58,3 +58,58 @@ def test_tracking_follows_new_frames_after_grounding(pipeline):
     pipeline.stop_tracking()
     with pytest.raises(RuntimeError, match="no tracking stream"):
         pipeline.track(frames[-1])
+
+
+def _ground_and_track(pipeline: DecafPipeline, frames, **overrides):
+    """ground() on frames[:6], then 2 tracking steps.
+
+    -> (result, encoder calls of ground, encoder calls of start_tracking, tracked masks).
+    """
+    base = pipeline.config
+    pipeline.config = base.with_overrides(**overrides)
+    try:
+        calls = pipeline.sam2.image_encoder_calls
+        result = pipeline.ground(frames[:6], "the person's face")
+        calls = pipeline.sam2.image_encoder_calls - calls
+        tracked = []
+        start_calls = pipeline.sam2.image_encoder_calls
+        if pipeline.start_tracking(frames[5], result):
+            start_calls = pipeline.sam2.image_encoder_calls - start_calls
+            tracked = [pipeline.track(f).target_masks for f in frames[6:]]
+        else:  # pragma: no cover - random weights lost every target on the last frame
+            pytest.skip("no target on the last frame")
+        pipeline.stop_tracking()
+        return result, calls, start_calls, tracked
+    finally:
+        pipeline.config = base
+
+
+def test_shared_sam2_features_give_the_same_masks_with_fewer_encodings(pipeline):
+    frames = camera_pan(8)
+    off, off_calls, off_start, off_tracked = _ground_and_track(pipeline, frames, share_sam2_features=False)
+    on, on_calls, on_start, on_tracked = _ground_and_track(pipeline, frames, share_sam2_features=True)
+    assert (off_start, on_start) == (1, 0)  # the stream's first frame reuses the grounding's features
+    assert np.array_equal(on.masks, off.masks) and np.array_equal(on.target_masks, off.target_masks)
+    assert on.tracklet_scores == off.tracklet_scores and on.kept == off.kept
+    assert len(on_tracked) == len(off_tracked)
+    assert all(np.array_equal(a, b) for a, b in zip(on_tracked, off_tracked))
+    assert on_calls <= len(frames[:6])  # each clip frame at most once
+    assert off_calls > on_calls
+
+
+def test_shared_prompt_prefix_gives_the_same_fused_map_with_less_llm_work(pipeline):
+    frames = camera_pan(5)  # 5 key frames (odd): a padded video and a short last frame batch
+    base = pipeline.config
+    runs = {}
+    try:
+        for share in (False, True):
+            pipeline.config = base.with_overrides(share_prompt_prefix=share, num_key_frames=5)
+            work = pipeline.mllm.prefill_token_layers
+            result = pipeline.ground(frames, "the person's face", coarse_only=True)
+            runs[share] = (result, pipeline.mllm.prefill_token_layers - work)
+    finally:
+        pipeline.config = base
+    (off, off_work), (on, on_work) = runs[False], runs[True]
+    assert on.obj_name == off.obj_name and on.candidates == off.candidates
+    assert float((on.fused - off.fused).abs().max()) <= 1e-5  # F is max-normalised to 1
+    assert on_work < off_work

@@ -9,15 +9,16 @@ import pytest
 import torch
 
 from decaf_ros.core.config import DecafConfig
-from decaf_ros.core.models.base import PassMaps
+from decaf_ros.core.models.base import MLLMAdapter, PassMaps
 from decaf_ros.core.pipeline import GROUND_STAGES, DecafPipeline, GroundingCancelled, InputError
 from decaf_ros.core.result import STAGE_COARSE, STAGE_DENSE
+from decaf_ros.core.models.sam2.segmenter import ClipFeatures
 
 H, W = 56, 84  # frame size; video grid 2x3 tokens, frame grid 4x6 tokens
 BOX = 10  # half side of the square the scripted SAM2 returns around a click
 
 
-class PlantedAdapter:
+class PlantedAdapter(MLLMAdapter):
     """Returns attention maps with a hot spot at a known cell; records the prompts it saw."""
 
     family = "planted"
@@ -57,6 +58,9 @@ class ScriptedSam2:
 
     def __init__(self) -> None:
         self.propagations: list[tuple[int, int]] = []  # (frame_idx, number of frames)
+
+    def clip_features(self, frames):
+        return ClipFeatures(self, frames)  # the shared-feature frame lists, never encoded here
 
     def segment_points(self, frames, frame_idx, points_xy):
         h, w = frames[0].shape[:2]
@@ -169,7 +173,7 @@ def test_start_tracking_with_no_visible_target_opens_no_stream():
     pipeline, _, _ = make_pipeline()
     result = pipeline.ground(clip(4), "the mug")
     result.target_masks = np.zeros((0, 4, H, W), dtype=bool)  # grounding kept nothing
-    pipeline.sam2.start_stream = lambda frame, masks: None
+    pipeline.sam2.start_stream = lambda frame, masks, features=None: None
     assert pipeline.start_tracking(clip(1)[0], result) == 0
     with pytest.raises(RuntimeError, match="no tracking stream"):
         pipeline.track(clip(1)[0])

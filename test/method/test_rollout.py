@@ -256,3 +256,44 @@ def test_qk_route_errors():
         VMaxRollout(mask).add_layer_qk(torch.zeros(1, 4, 6, 4), torch.zeros(1, 3, 6, 4), 0.5)
     with pytest.raises(ValueError, match="query"):
         VMaxRollout(mask).add_layer_qk(torch.zeros(1, 2, 7, 4), torch.zeros(1, 2, 7, 4), 0.5)
+
+
+@pytest.mark.parametrize("prefix,row_block", [(30, 8), (16, 8), (1, 512), (44, 7)])
+def test_shared_prefix_rows_reused_by_another_prompt_give_the_unshared_row(prefix, row_block):
+    """Two prompts sharing their first P rows of Q/K (causal: those rows depend on the prefix alone).
+
+    The first records the prefix rows' V-Max sums while it runs in full; the second, with its own
+    different suffix and length, reuses them and must equal its own unshared rollout.
+    """
+    b, h, hkv, d = 2, 4, 2, 8
+    first_len, second_len = 50, 46
+    mask = span(b, second_len, 3, 28)
+    scaling = d ** -0.5
+    layers = []
+    for i in range(2):
+        q1, k1 = random_qk(b, h, hkv, first_len, d, seed=70 + i)
+        q2, k2 = random_qk(b, h, hkv, second_len, d, seed=80 + i)
+        q2[:, :, :prefix], k2[:, :, :prefix] = q1[:, :, :prefix], k1[:, :, :prefix]
+        layers.append(((q1, k1), (q2, k2)))
+    recorder = VMaxRollout(span(b, first_len, 3, 28), row_block=row_block)
+    unshared, shared = VMaxRollout(mask, row_block=row_block), VMaxRollout(mask, row_block=row_block)
+    for (q1, k1), (q2, k2) in layers:
+        sums = recorder.add_layer_qk(q1, k1, scaling, prefix_rows=prefix)
+        assert sums.shape == (b, h) and sums.dtype == torch.float32
+        probs = dense_probs(q2, k2, scaling)[:, :, :prefix]
+        expected_sums = probs[..., mask[0]].amax(-1).sum(-1)  # Σ_{q<P} max_{k∈V} A_h[q, k]
+        torch.testing.assert_close(sums, expected_sums, rtol=1e-6, atol=1e-7)
+        assert unshared.add_layer_qk(q2, k2, scaling) is None
+        shared.add_layer_qk(q2, k2, scaling, prefix_rows=prefix, prefix_sums=sums)
+    assert max_rel_err(shared.last_token_row(), unshared.last_token_row()) <= 1e-6
+    for a, c in zip(shared.head_weights, unshared.head_weights):
+        torch.testing.assert_close(a, c, rtol=1e-6, atol=1e-8)
+
+
+def test_shared_prefix_argument_errors():
+    mask = span(1, 6, 1, 3)
+    q, k = torch.zeros(1, 2, 6, 4), torch.zeros(1, 2, 6, 4)
+    with pytest.raises(ValueError, match="prefix_rows"):
+        VMaxRollout(mask).add_layer_qk(q, k, 0.5, prefix_rows=7)
+    with pytest.raises(ValueError, match="prefix_rows"):
+        VMaxRollout(mask).add_layer_qk(q, k, 0.5, prefix_sums=torch.zeros(1, 2))

@@ -282,3 +282,64 @@ def test_fill_small_holes_fills_islands_up_to_the_area_only():
     assert torch.all(out[0, 0, 6:9, 6:9] == -3.0)
     assert torch.equal(out[1], logits[1])
     assert torch.equal(fill_small_holes(logits, 0), logits)
+
+
+# ---------------------------------------------------------------- shared features (one encoding per frame)
+def _clicks_and_propagations(sam: Sam2Segmenter, frames, keys) -> tuple[list, list]:
+    """Stage-1-like work on key frames ``keys`` and a stage-2-like propagation over all frames."""
+    key_frames = [frames[i] for i in keys] if isinstance(frames, list) else frames.subset(keys)
+    points = np.array([[0.3, 0.4], [0.7, 0.6]])
+    clicks, propagated = [], []
+    for t in range(len(keys)):
+        clicks.append(sam.segment_points(key_frames, t, points))
+        propagated.append(sam.propagate_masks(key_frames, t, clicks[-1][0]))
+    propagated.append(sam.propagate_masks(frames, 2, _box_mask()[None]))
+    return clicks, propagated
+
+
+def test_shared_features_give_bit_identical_masks_with_one_encoding_per_frame(sam):
+    frames = _video(7)
+    keys = [0, 2, 4, 6]
+    calls = sam.image_encoder_calls
+    clicks, propagated = _clicks_and_propagations(sam, frames, keys)
+    unshared_calls = sam.image_encoder_calls - calls
+
+    clip = sam.clip_features(frames)
+    view = clip.view(range(len(frames)))
+    calls = sam.image_encoder_calls
+    shared_clicks, shared_propagated = _clicks_and_propagations(sam, view, keys)
+    shared_calls = sam.image_encoder_calls - calls
+
+    for (m, iou), (ms, ious) in zip(clicks, shared_clicks):
+        assert np.array_equal(m, ms) and np.array_equal(iou, ious)
+    for a, b in zip(propagated, shared_propagated):
+        assert np.array_equal(a, b)
+    assert shared_calls == len(frames) and clip.encoded_frames == list(range(len(frames)))
+    # unshared: every session encodes each of its frames at least once (4 clicks, 4 x 4 key frames, 7)
+    assert unshared_calls >= 4 + 4 * 4 + 7
+
+
+def test_stream_seeded_with_shared_features_tracks_identically(sam):
+    frames = _video(6)
+    clip = sam.clip_features(frames[:4])
+    sam.propagate_masks(clip.view(range(4)), 0, _box_mask()[None])  # encodes the clip's frames
+    prompt = _box_mask()[None]
+    runs = []
+    for features in (None, clip.view([3])):
+        calls = sam.image_encoder_calls
+        sam.start_stream(frames[3], prompt, features=features)
+        start_calls = sam.image_encoder_calls - calls
+        steps = [sam.track(f) for f in frames[4:]]
+        runs.append((start_calls, steps))
+        sam.stop_stream()
+    (fresh_calls, fresh), (seeded_calls, seeded) = runs
+    assert (fresh_calls, seeded_calls) == (1, 0)
+    for (m, s), (ms, ss) in zip(fresh, seeded):
+        assert np.array_equal(m, ms) and np.array_equal(s, ss)
+
+
+def test_stream_features_of_another_frame_are_refused(sam):
+    frames = _video(3)
+    clip = sam.clip_features(frames)
+    with pytest.raises(ValueError, match="this very frame"):
+        sam.start_stream(frames[0], _box_mask()[None], features=clip.view([2]))

@@ -6,8 +6,9 @@ values at the visual tokens reshaped to (t, h, w). Everything downstream is fami
 """
 from __future__ import annotations
 
+import contextlib
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -60,6 +61,14 @@ class MLLMAdapter(ABC):
     @abstractmethod
     def generate_text(self, text: str) -> str:
         """Text-only chat turn (P2); greedy."""
+
+    @contextlib.contextmanager
+    def sharing_prompt_prefixes(self, enabled: bool = True) -> Iterator[None]:
+        """Prompts within the block may reuse each other's visual prefix (exact; see mllm/prefix.py).
+
+        The default shares nothing: every prompt runs in full.
+        """
+        yield
 
 
 _ADAPTERS: dict[str, type[MLLMAdapter]] = {}  # HF model_type -> adapter class

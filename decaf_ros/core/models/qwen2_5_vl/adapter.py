@@ -113,6 +113,19 @@ class Qwen2_5_VLAdapter(HFAdapter):
     def token_px(self) -> int:
         return 2 * self.patch_px
 
+    def _text_positions(self, inputs: Any) -> torch.Tensor:
+        """(3, B, L) multimodal RoPE positions of the whole prompt, as the model's forward computes them.
+
+        Text after the visual items continues from the grid's largest position, not from the
+        token count, so a suffix run on a cached prefix needs these explicitly (the model would
+        otherwise fall back to the rope deltas of whatever prompt it ran last).
+        """
+        positions, _ = self.model.model.get_rope_index(
+            inputs["input_ids"], mm_token_type_ids=inputs["mm_token_type_ids"],
+            image_grid_thw=inputs.get("image_grid_thw"), video_grid_thw=inputs.get("video_grid_thw"),
+            second_per_grid_ts=inputs.get("second_per_grid_ts"), attention_mask=inputs.get("attention_mask"))
+        return positions
+
     # ------------------------------------------------------------------ video path
     def video_pass(self, frames: Sequence[np.ndarray], text: str, generate: bool) -> PassMaps:
         if len(frames) == 0:

@@ -6,13 +6,20 @@ Three uses:
   (§7.3 steps 7-8, §7.6);
 - ``start_stream`` / ``track``: frame-by-frame tracking of live images with bounded memory.
 
+Image features once per clip: ``ClipFeatures`` holds the image encoder's output for every frame of one
+clip, computed the first time any session asks for it. Pass ``clip.view(indices)`` wherever a frame list
+is taken and every session over those frames (clicks, propagations, the tracking stream's first frame)
+reads the shared features instead of re-encoding; the masks are the same bits, since each frame's
+features are the same encoder call on the same pixels.
+
 Arrays follow the package contract: frames are uint8 RGB ``(H, W, 3)``, masks bool ``(..., H, W)`` at
 the frames' own resolution. Object i of a call is SAM2 object id ``100 + i``; outputs keep input order.
 """
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 import cv2
 import numpy as np
@@ -42,6 +49,11 @@ class Sam2Segmenter:
         self._stream_hw: tuple[int, int] | None = None
         self._stream_k = 0
         self._stream_next = 0  # index the next streamed frame gets
+        self.image_encoder_calls = 0  # forward calls of the image encoder (one per encoded frame)
+        model.vision_encoder.register_forward_hook(self._count_encoder_call)
+
+    def _count_encoder_call(self, _module: Any, _inputs: Any, _output: Any) -> None:
+        self.image_encoder_calls += 1
 
     # ------------------------------------------------------------------ loading
     @classmethod
@@ -93,7 +105,7 @@ class Sam2Segmenter:
             return np.zeros((0, h, w), bool), np.zeros((0,), np.float32)
         # A point-prompted first conditioning frame uses no memory, so the other frames cannot change
         # its result: preprocess only the prompted frame.
-        session = self._video_session([frames[frame_idx]])
+        session = self._video_session(_one_frame(frames, frame_idx))
         pixels = points * np.array([w, h], np.float64)  # the processor rescales pixels to its input size
         self.processor.add_inputs_to_inference_session(
             session,
@@ -144,8 +156,12 @@ class Sam2Segmenter:
         return result
 
     # ------------------------------------------------------------------ streaming
-    def start_stream(self, frame: np.ndarray, masks: np.ndarray) -> None:
-        """Open a streaming session prompted with ``masks`` (K, H, W) on ``frame``; closes any open one."""
+    def start_stream(self, frame: np.ndarray, masks: np.ndarray, features: "FrameView | None" = None) -> None:
+        """Open a streaming session prompted with ``masks`` (K, H, W) on ``frame``; closes any open one.
+
+        ``features``: a one-frame view of a ``ClipFeatures`` holding ``frame`` (the grounding's last
+        frame): its image features are reused instead of encoding the frame again.
+        """
         self.stop_stream()
         h, w = _check_frames([frame])
         masks = _check_masks(masks, (h, w))
@@ -155,6 +171,12 @@ class Sam2Segmenter:
         if len(masks) == 0:
             return  # nothing to track: track() answers empty arrays without running the model
         self._add_masks(self._stream, 0, masks)
+        if features is not None:
+            if len(features) != 1 or not np.array_equal(features[0], frame):
+                raise ValueError("start_stream features must be a one-frame view of this very frame")
+            cached = features.cached(0)
+            if cached is not None:
+                self._stream.cache.cache_vision_features(0, cached)
         with torch.inference_mode():
             self.model(inference_session=self._stream, frame=self._pixels(frame), frame_idx=0)
         self._prune_stream(0)
@@ -206,8 +228,26 @@ class Sam2Segmenter:
             "tracked": max((len(v) for v in s.frames_tracked_per_obj.values()), default=0),
         }
 
+    # ------------------------------------------------------------------ shared features
+    def clip_features(self, frames: Sequence[np.ndarray]) -> "ClipFeatures":
+        """An empty image-feature cache for the clip ``frames`` (filled as sessions need frames)."""
+        _check_frames(frames)
+        return ClipFeatures(self, frames)
+
+    def frame_pixels(self, frame: np.ndarray) -> torch.Tensor:
+        """(3, S, S) input pixels of one frame, exactly as a video session preprocesses it."""
+        video = self.processor.video_processor(videos=frame[None], device=self.device, return_tensors="pt")
+        return video.pixel_values_videos[0][0].to(self.device, dtype=self.dtype)
+
     # ------------------------------------------------------------------ internals
     def _video_session(self, frames: Sequence[np.ndarray]):
+        if isinstance(frames, FrameView):
+            session = self.processor.init_video_session(inference_device=self.device, dtype=self.dtype)
+            session.video_height, session.video_width = frames[0].shape[:2]
+            # pixels are only made for frames whose features are not shared yet
+            session.processed_frames = _LazyPixels(frames)
+            session.cache = _SharedFeatureCache(frames, self.device)
+            return session
         return self.processor.init_video_session(
             video=np.stack(frames), inference_device=self.device, dtype=self.dtype
         )
@@ -260,6 +300,118 @@ class Sam2Segmenter:
             tracked = s.frames_tracked_per_obj[obj_idx]
             for f in [f for f in tracked if f <= idx - ptr_keep]:
                 del tracked[f]
+
+
+class ClipFeatures:
+    """SAM2 image features of one clip's frames, each computed at most once and shared by every session.
+
+    The model's own session code computes a frame's features (``_prepare_vision_features``: image
+    encoder + the mask decoder's level-0/1 projections) when its cache misses and stores them; a
+    session built on a ``view`` of this object reads and writes here instead of in its own
+    one-frame cache. Memory: one frame's features (about 17 MB at 1024 px; the positional
+    encodings, equal for every frame, are stored once) times the frames encoded so far.
+    """
+
+    def __init__(self, segmenter: Sam2Segmenter, frames: Sequence[np.ndarray]) -> None:
+        self.segmenter = segmenter
+        self.frames = list(frames)
+        self._features: dict[int, dict[str, Any]] = {}
+        self._pos_embeds: list[torch.Tensor] | None = None
+
+    def view(self, indices: Sequence[int]) -> "FrameView":
+        """The frames ``indices`` of the clip, as a frame list whose sessions share these features."""
+        return FrameView(self, [int(i) for i in indices])
+
+    def cached(self, index: int) -> dict[str, Any] | None:
+        return self._features.get(index)
+
+    def store(self, index: int, features: dict[str, Any]) -> None:
+        pos = list(features["vision_pos_embeds"])
+        if self._pos_embeds is None:
+            self._pos_embeds = pos
+        elif len(pos) == len(self._pos_embeds) and all(torch.equal(a, b) for a, b in zip(pos, self._pos_embeds)):
+            pos = self._pos_embeds  # a sine encoding of the feature size: one copy serves every frame
+        self._features[index] = {**features, "vision_pos_embeds": pos}
+
+    def keep_only(self, indices: Sequence[int]) -> None:
+        """Free every frame's features but those of ``indices``."""
+        keep = set(indices)
+        self._features = {i: f for i, f in self._features.items() if i in keep}
+
+    @property
+    def encoded_frames(self) -> list[int]:
+        return sorted(self._features)
+
+
+class FrameView(Sequence):
+    """Frames ``indices`` of a ``ClipFeatures`` clip: a frame list (uint8 RGB arrays) that SAM2 sessions
+    of ``Sam2Segmenter`` recognise and serve from the shared features."""
+
+    def __init__(self, clip: ClipFeatures, indices: list[int]) -> None:
+        if any(not 0 <= i < len(clip.frames) for i in indices):
+            raise ValueError(f"frame indices {indices} outside the clip's 0..{len(clip.frames) - 1}")
+        self.clip = clip
+        self.indices = indices
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i):  # type: ignore[override]
+        if isinstance(i, slice):
+            return FrameView(self.clip, self.indices[i])
+        return self.clip.frames[self.indices[i]]
+
+    def subset(self, positions: Sequence[int]) -> "FrameView":
+        """A view of some of this view's frames (positions into this view)."""
+        return FrameView(self.clip, [self.indices[p] for p in positions])
+
+    def cached(self, position: int) -> dict[str, Any] | None:
+        return self.clip.cached(self.indices[position])
+
+
+class _SharedFeatureCache:
+    """A session's feature cache (``Sam2VideoInferenceCache``'s interface) backed by a ``ClipFeatures``.
+
+    Session frame i is clip frame ``view.indices[i]``. Features live on the inference device already,
+    so no device moves happen here; ``clear_all`` (a session reset) leaves the shared features alone.
+    """
+
+    def __init__(self, view: FrameView, device: torch.device) -> None:
+        self._view = view
+        self.inference_device = device
+
+    def get_vision_features(self, frame_idx: int) -> dict[str, Any] | None:
+        return self._view.cached(frame_idx)
+
+    def cache_vision_features(self, frame_idx: int, features: dict[str, Any]) -> None:
+        self._view.clip.store(self._view.indices[frame_idx], features)
+
+    def clear_all(self) -> None:
+        pass
+
+
+class _LazyPixels(Mapping):
+    """A session's ``processed_frames``: frame i's pixels are made when the session asks for them,
+    which it does only when frame i's features are not shared yet."""
+
+    def __init__(self, view: FrameView) -> None:
+        self._view = view
+
+    def __getitem__(self, frame_idx: int) -> torch.Tensor:
+        return self._view.clip.segmenter.frame_pixels(self._view[frame_idx])
+
+    def __len__(self) -> int:
+        return len(self._view)
+
+    def __iter__(self) -> Iterator[int]:
+        return iter(range(len(self._view)))
+
+
+def _one_frame(frames: Sequence[np.ndarray], frame_idx: int) -> Sequence[np.ndarray]:
+    """The session frame list holding only ``frames[frame_idx]`` (a view stays a view)."""
+    if isinstance(frames, FrameView):
+        return frames.subset([frame_idx])
+    return [frames[frame_idx]]
 
 
 class _capture_iou:
