@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from decaf_ros.action import Ground
 from decaf_ros.msg import Status, TargetArray
 from decaf_ros.ros.image_conversion import array_to_image, rgb_to_compressed
 from fake_pipeline import FakePipeline, FakePipelineWithoutCoarse, grown, planted_mask
-from node_harness import RELIABLE, H, W, camera_info, depth_image, flat_depth, header_at, make_image, stamp_key
+from node_harness import (RELIABLE, H, W, Harness, camera_info, depth_image, flat_depth, header_at, make_image,
+                          stamp_key)
 
 TEST_DIR = Path(__file__).resolve().parents[1]  # test/: the child scripts and the fixtures they import
 CHILD_TIMEOUT_S = 120
@@ -44,12 +46,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_client(mode: str, namespace: str) -> list[dict]:
-    result = subprocess.run([sys.executable, str(TEST_DIR / "ros_client.py"), mode, namespace],
-                            capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=child_env(), cwd="/",
-                            check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def run_client(mode: str, namespace: str,
+               releases: Sequence[tuple[str, Callable[[], bool]]] = ()) -> list[dict]:
+    """Run test/ros_client.py; at each of its sync points, release it once the next predicate holds here."""
+    child = subprocess.Popen([sys.executable, str(TEST_DIR / "ros_client.py"), mode, namespace],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=child_env(), cwd="/")
+    try:
+        for what, ready in releases:
+            Harness.wait_for(lambda r=ready: r() or child.poll() is not None, timeout=CHILD_TIMEOUT_S, what=what)
+            if child.poll() is not None:
+                break  # failed early: its stderr says why
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def mask_array(msg: Image) -> np.ndarray:
@@ -324,7 +340,10 @@ def test_invalid_action_goal_is_aborted_with_the_reason_and_the_current_goal_kep
 def test_action_goals_from_a_second_process_end_with_the_right_reason(make_harness):
     h = make_harness(track=False)
     h.send_frame(1)
-    a, b, d, e = run_client("actions", h.ns)
+    # The client sends D only once the topic goal's grounding runs here (see ros_client.py).
+    topic_goal_grounding = ("'hold C topic' grounding",
+                            lambda: [q for q, _ in h.fake.ground_calls][2:] == ["hold C topic"])
+    a, b, d, e = run_client("actions", h.ns, releases=[topic_goal_grounding])
     assert (a["status"], b["status"], d["status"], e["status"]) == ("aborted", "aborted", "canceled", "succeeded")
     assert "superseded by goal 2 (Ground action): 'hold B right'" in a["error"]
     assert "superseded by goal 3 (goal topic): 'hold C topic'" in b["error"]
