@@ -546,10 +546,11 @@ class DecafNode(LifecycleNode):
             with self._status_lock:  # before the worker can see the goal, so its errors are not overwritten
                 self._last_error = self._no_frames_message() if no_frames else ""
                 self._first_result_ms = self._dense_result_ms = 0.0
+            # Also before the worker can see the goal: its "grounding" feedback must come after this one.
+            goal.feedback("waiting_for_frames" if no_frames else "queued")
             self._cond.notify_all()
         if previous is not None:
             previous.finish(ABORTED, error=f"superseded by {goal.describe()}")
-        goal.feedback("waiting_for_frames" if no_frames else "queued")
         self.get_logger().info(goal.describe())
         self.publish_status()  # acknowledges the new goal id
 

@@ -292,6 +292,11 @@ class ActionUser:
         self.h.wait_for(future.done, what=what)
         return future.result()
 
+    def stages_up_to(self, last: str) -> list[str]:
+        """The feedback stages once ``last`` has arrived: feedback and result are not ordered."""
+        self.h.wait_for(lambda: last in [f.stage for f in self.feedback], what=f"feedback up to {last!r}")
+        return [f.stage for f in self.feedback]
+
 
 def test_ground_action_returns_dense_targets_with_coarse_feedback(make_harness):
     h = make_harness()
@@ -302,7 +307,7 @@ def test_ground_action_returns_dense_targets_with_coarse_feedback(make_harness):
     targets = response.result.targets
     assert targets.stage == TargetArray.STAGE_DENSE and targets.goal == "the left thing"
     assert targets.targets[0].area_px == planted_mask(H, W, "left").sum()
-    stages = [f.stage for f in user.feedback]
+    stages = user.stages_up_to("sam2_stage1")  # the fake's last stage
     assert stages[:3] == ["queued", "grounding", "p1_video"] and "coarse" in stages
     coarse_fb = next(f for f in user.feedback if f.stage == "coarse")
     assert coarse_fb.targets.stage == TargetArray.STAGE_COARSE and len(coarse_fb.targets.targets) == 1
