@@ -322,11 +322,13 @@ class DecafNode(LifecycleNode):
         if self._pipeline is None and not self._load_pipeline():
             return FAILURE  # the reason is on ~/status and in the log
         self._reset_frames(self._params.clip_length)
-        self._create_camera_inputs()
         super().on_activate(state)  # enables the lifecycle publishers
         with self._cond:
             self._active = True
             self._cond.notify_all()
+        # Last: a camera subscription is what other nodes see of an active node, so goals sent once
+        # it is matched must not find the node still refusing them (executor threads run side by side).
+        self._create_camera_inputs()
         self._set_state(Status.IDLE, error=self._model_warning)
         self.get_logger().info(f"active: reading {self._image_topic}")
         return SUCCESS

@@ -380,6 +380,24 @@ def test_lifecycle_transitions_from_a_second_process(make_harness):
     assert len(made) == 2 and all(ref() is None for ref in made)  # deactivate dropped each pipeline
 
 
+def test_goal_sent_once_the_camera_subscription_appears_is_served(make_harness):
+    """Other nodes take the camera subscription as the sign of an active node (as the Ctrl-C test does);
+    under a MultiThreadedExecutor their goal may run while activation is still finishing."""
+    h = make_harness(autostart=False)
+    node, create_camera_inputs = h.node, h.node._create_camera_inputs
+
+    def camera_inputs_then_a_goal() -> None:
+        create_camera_inputs()
+        node._on_goal(String(data="left thing"))  # what another executor thread may run at this moment
+
+    node._create_camera_inputs = camera_inputs_then_a_goal
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_active()
+    h.send_frame(1)
+    assert h.targets_for("left thing").goal_id == 1
+
+
 def test_deactivate_aborts_the_action_goal_and_stops_tracking(make_harness):
     fake = FakePipeline(block=True)
     h = make_harness(fake=fake)
