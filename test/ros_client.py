@@ -129,30 +129,34 @@ def run_lifecycle(client: Client) -> list[dict[str, Any]]:
             raise SystemExit(f"no {service.srv_name}")
     name = f"decaf_ros: {client.prefix}"
 
-    def models_loaded_after(since: int) -> str:
-        """models_loaded of the first /diagnostics entry for our node published after ``since``."""
+    def models_loaded_in(state: str, since: int) -> str:
+        """models_loaded of the first /diagnostics entry for our node in ``state`` received from index
+        ``since`` on: that entry was published after the transition completed, whatever the order in
+        which the diagnostics and the service responses arrived."""
         def fresh() -> str | None:
             for array in diagnostics[since:]:
                 for entry in array.status:
-                    if entry.name == name:
-                        return {kv.key: kv.value for kv in entry.values}["models_loaded"]
+                    values = {kv.key: kv.value for kv in entry.values}
+                    if entry.name == name and values["lifecycle_state"] == state:
+                        return values["models_loaded"]
             return None
-        return client.until(fresh, "diagnostics")
+        return client.until(fresh, f"diagnostics in {state}")
 
     steps = []
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE,
                        Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
                        Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE,
                        Transition.TRANSITION_ACTIVE_SHUTDOWN):
+        # Each state recurs in the sequence: only messages received from this transition on count.
+        diagnostics_since, status_since = len(diagnostics), len(status)
         response = client.result_of(change.call_async(ChangeState.Request(transition=Transition(id=transition))),
                                     f"transition {transition}")
         state = client.result_of(get.call_async(GetState.Request()), "get_state").current_state.label
         step = {"transition": transition, "success": response.success, "state": state}
         if state in ("inactive", "active"):
-            # Diagnostics published after the transition completed say whether the models are in memory.
-            step["models_loaded"] = models_loaded_after(len(diagnostics))
+            step["models_loaded"] = models_loaded_in(state, diagnostics_since)
         step["status_lifecycle"] = client.until(
-            lambda s=state: next((m.lifecycle_state for m in reversed(status) if m.lifecycle_state == s), None),
+            lambda s=state: next((m.lifecycle_state for m in status[status_since:] if m.lifecycle_state == s), None),
             f"status in {state}")
         steps.append(step)
     return steps
