@@ -30,6 +30,7 @@ from fake_pipeline import FakePipeline
 W, H = 64, 48
 FX = FY = 50.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
+WAIT_S = 30.0  # bounds a wait that only a failure exhausts: ample for a busy 2-core machine
 _namespaces = itertools.count()
 
 
@@ -128,7 +129,7 @@ class Harness:
             return list(self.received[name])
 
     @staticmethod
-    def wait_for(predicate: Callable[[], Any], timeout: float = 15.0, what: str = "condition") -> Any:
+    def wait_for(predicate: Callable[[], Any], timeout: float = WAIT_S, what: str = "condition") -> Any:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             value = predicate()
@@ -137,7 +138,7 @@ class Harness:
             time.sleep(0.005)
         raise AssertionError(f"timed out waiting for {what}")
 
-    def wait_status(self, predicate: Callable[[Status], bool], what: str, timeout: float = 15.0) -> Status:
+    def wait_status(self, predicate: Callable[[Status], bool], what: str, timeout: float = WAIT_S) -> Status:
         return self.wait_for(lambda: next((s for s in reversed(self.got("status")) if predicate(s)), None),
                              timeout, what)
 
@@ -164,7 +165,7 @@ class Harness:
     def goal(self, text: str) -> None:
         self.goal_pub.publish(String(data=text))
 
-    def targets_for(self, goal_text: str, timeout: float = 15.0,
+    def targets_for(self, goal_text: str, timeout: float = WAIT_S,
                     stage: int | None = TargetArray.STAGE_DENSE) -> TargetArray:
         """The first TargetArray for ``goal_text`` of ``stage`` (the dense grounding result by default)."""
         return self.wait_for(lambda: next((t for t in self.got("targets") if t.goal == goal_text

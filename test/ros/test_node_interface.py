@@ -30,8 +30,8 @@ from decaf_ros.action import Ground
 from decaf_ros.msg import Status, TargetArray
 from decaf_ros.ros.image_conversion import array_to_image, rgb_to_compressed
 from fake_pipeline import FakePipeline, FakePipelineWithoutCoarse, grown, planted_mask
-from node_harness import (RELIABLE, H, W, Harness, camera_info, depth_image, flat_depth, header_at, make_image,
-                          stamp_key)
+from node_harness import (RELIABLE, WAIT_S, H, W, Harness, camera_info, depth_image, flat_depth, header_at,
+                          make_image, stamp_key)
 
 TEST_DIR = Path(__file__).resolve().parents[1]  # test/: the child scripts and the fixtures they import
 CHILD_TIMEOUT_S = 120
@@ -278,7 +278,7 @@ class ActionUser:
     def __init__(self, h) -> None:
         self.h = h
         self.client = ActionClient(h.io, Ground, "decaf/ground")
-        assert self.client.wait_for_server(timeout_sec=15.0)
+        assert self.client.wait_for_server(timeout_sec=WAIT_S)
         self.feedback: list[Ground.Feedback] = []
 
     def send(self, **goal) -> tuple[object, object]:

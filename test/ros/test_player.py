@@ -17,12 +17,12 @@ from std_msgs.msg import String
 from decaf_ros.ros.image_conversion import image_to_depth_m, image_to_rgb
 from decaf_ros.ros.player import DecafPlayer
 from decaf_ros.ros.sample import FRAME_ID, build_sample_clip, depth_to_encoding
-from node_harness import unique_namespace
+from node_harness import WAIT_S, unique_namespace
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 
 
-def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
+def wait_until(predicate, what: str, timeout: float = WAIT_S) -> None:
     deadline = time.monotonic() + timeout
     while not predicate():
         if time.monotonic() > deadline:
