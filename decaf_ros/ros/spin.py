@@ -26,6 +26,12 @@ def spin_node(make_node: Callable[[], Node], args: list[str] | None = None) -> i
         executor.spin()
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
+    except RuntimeError:
+        # rclpy's signal handler shuts the context down from its own thread: when that lands after the
+        # executor checked the context but before it built its wait set, the executor raises RCLError
+        # (a RuntimeError) instead of ExternalShutdownException. It is the same Ctrl-C.
+        if rclpy.ok():
+            raise
     finally:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         signal.signal(signal.SIGTERM, signal.SIG_IGN)

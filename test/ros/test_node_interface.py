@@ -20,18 +20,23 @@ import numpy as np
 import pytest
 import torch
 from diagnostic_msgs.msg import DiagnosticArray
+import rclpy
 from rclpy.action import ActionClient
+from rclpy.callback_groups import ReentrantCallbackGroup
 from rclpy.lifecycle import TransitionCallbackReturn
+from rclpy.node import Node
 from rclpy.qos import DurabilityPolicy, QoSProfile, ReliabilityPolicy
+from rclpy.waitable import NumberOfEntities, Waitable
 from sensor_msgs.msg import CompressedImage, Image
 from std_msgs.msg import String
 
 from decaf_ros.action import Ground
 from decaf_ros.msg import Status, TargetArray
 from decaf_ros.ros.image_conversion import array_to_image, rgb_to_compressed
+from decaf_ros.ros.spin import spin_node
 from fake_pipeline import FakePipeline, FakePipelineWithoutCoarse, grown, planted_mask
 from node_harness import (RELIABLE, WAIT_S, H, W, Harness, camera_info, depth_image, flat_depth, header_at,
-                          make_image, stamp_key)
+                          make_image, stamp_key, unique_namespace)
 
 TEST_DIR = Path(__file__).resolve().parents[1]  # test/: the child scripts and the fixtures they import
 CHILD_TIMEOUT_S = 120
@@ -512,3 +517,47 @@ def test_sigint_while_tracking_exits_cleanly_without_a_traceback(make_harness):
             child.communicate()
     assert child.returncode == 0, stderr[-3000:]
     assert "Traceback" not in stderr and "KeyboardInterrupt" not in stderr, stderr[-3000:]
+
+
+class ShutdownWhileTheWaitSetIsBuilt(Waitable):
+    """Shuts rclpy down from inside the executor's wait-set construction: where Ctrl-C's shutdown (run by
+    rclpy's signal-handling thread) lands when it comes right after the executor checked the context."""
+
+    def __init__(self) -> None:
+        super().__init__(ReentrantCallbackGroup())
+
+    def __enter__(self) -> None:
+        pass
+
+    def __exit__(self, *exc_info) -> None:
+        pass
+
+    def get_num_entities(self) -> NumberOfEntities:
+        rclpy.try_shutdown()
+        return NumberOfEntities()
+
+    def is_ready(self, wait_set) -> bool:
+        return False
+
+    def take_data(self) -> None:
+        return None
+
+    async def execute(self, taken_data) -> None:
+        pass
+
+    def add_to_wait_set(self, wait_set) -> None:
+        pass
+
+
+def test_sigint_racing_the_executors_wait_set_still_exits_cleanly():
+    def make_node() -> Node:  # in the default context, which spin_node initialises
+        node = Node("decaf", namespace=unique_namespace("spin_race"))
+        node.add_waitable(ShutdownWhileTheWaitSetIsBuilt())
+        return node
+
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        assert spin_node(make_node, []) == 0  # not rclpy's "failed to initialize wait set" RCLError
+    finally:
+        for signum, handler in handlers.items():  # spin_node ignores both on its way out
+            signal.signal(signum, handler)
