@@ -6,6 +6,7 @@ timeouts for a loaded machine), and ``close`` stops the executor thread before a
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 from collections import defaultdict
@@ -30,6 +31,12 @@ W, H = 64, 48
 FX = FY = 50.0
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
 _namespaces = itertools.count()
+
+
+def unique_namespace(prefix: str) -> str:
+    """A namespace no other test run on this machine uses: concurrent runs may share a ROS domain
+    (conftest.py derives it from the process id, 100 values) and would otherwise talk to each other."""
+    return f"/{prefix}_{os.getpid()}_{next(_namespaces)}"
 
 
 def header_at(seq: int, frame_id: str = "cam") -> Header:
@@ -70,7 +77,7 @@ class Harness:
         discovery covers only what exists then (status); ``image_transport="compressed"`` makes
         ``send_frame`` publish JPEG CompressedImage on ``image/compressed``."""
         self.fake = fake or FakePipeline()
-        self.ns = f"/decaf_test_{next(_namespaces)}"
+        self.ns = unique_namespace("decaf_test")
         params = {"clip_length": 8, "frame_stride": 1, "regrounding_period_s": 0.0, "depth_erosion_px": 1,
                   "min_valid_depth_px": 5, "status_rate_hz": 5.0} | overrides
         self.node = DecafNode(pipeline_factory=factory or (lambda _params: self.fake), namespace=self.ns,

@@ -4,12 +4,15 @@
     python ros_client.py lifecycle NAMESPACE # every transition through ~/change_state
 
 The node under test runs in the pytest process with a fake pipeline whose "hold ..." goals ground
-until cancelled, so every outcome below is decided by the goal path, not by timing.
+until cancelled, so every outcome below is decided by the goal path, not by timing. Where this
+script cannot observe what it must wait for (a topic goal has no feedback), it waits for a line on
+stdin: the test process writes one once it has seen that state in the fake pipeline.
 """
 from __future__ import annotations
 
 import json
 import sys
+import threading
 import time
 from typing import Any
 
@@ -38,6 +41,12 @@ class Client:
         self.executor = SingleThreadedExecutor()
         self.executor.add_node(self.node)
         self.prefix = f"{namespace}/decaf"
+        self._released = threading.Semaphore(0)  # one release per line the test process writes
+        threading.Thread(target=self._read_releases, daemon=True).start()
+
+    def _read_releases(self) -> None:
+        for _line in sys.stdin:
+            self._released.release()
 
     def until(self, predicate: Any, what: str) -> Any:
         deadline = time.monotonic() + TIMEOUT_S
@@ -48,6 +57,11 @@ class Client:
             if time.monotonic() > deadline:
                 raise SystemExit(f"timed out waiting for {what}")
             self.executor.spin_once(timeout_sec=0.02)
+
+    def released_by_test(self, what: str) -> None:
+        """Spin until the test process says (a line on stdin) that it has seen ``what``."""
+        print(f"waiting for the test process: {what}", file=sys.stderr, flush=True)
+        self.until(lambda: self._released.acquire(blocking=False), f"the test process to see {what}")
 
     def result_of(self, future: Any, what: str) -> Any:
         self.until(future.done, what)
@@ -72,8 +86,11 @@ def run_actions(client: Client) -> list[dict[str, Any]]:
         # Grounding has started once the pipeline reports its first stage.
         client.until(lambda: "p1_video" in stages[text], f"{text!r} grounding")
 
-    def outcome(text: str) -> dict[str, Any]:
+    def outcome(text: str, last_stage: str = "") -> dict[str, Any]:
         response = client.result_of(handles[text].get_result_async(), f"result of {text!r}")
+        if last_stage:
+            # Feedback and result travel on different channels, unordered: the result may come first.
+            client.until(lambda: last_stage in stages[text], f"{text!r} feedback up to {last_stage!r}")
         result = response.result
         return {"text": text, "status": STATUS_NAMES.get(response.status, str(response.status)),
                 "success": result.success, "error": result.error, "targets": len(result.targets.targets),
@@ -85,6 +102,9 @@ def run_actions(client: Client) -> list[dict[str, Any]]:
     outcomes.append(outcome("hold A left"))
     goal_pub.publish(String(data="hold C topic"))  # supersedes B
     outcomes.append(outcome("hold B right"))
+    # Latest wins: a goal superseded while still queued is never grounded. D must supersede the topic
+    # goal's running grounding, and a topic goal has no feedback to show it started.
+    client.released_by_test("'hold C topic' grounding")
     send("hold D left")  # supersedes the topic goal, then is cancelled by this client
     cancel = client.result_of(handles["hold D left"].cancel_goal_async(), "cancel response")
     assert len(cancel.goals_canceling) == 1
@@ -93,7 +113,7 @@ def run_actions(client: Client) -> list[dict[str, Any]]:
     future = ground.send_goal_async(Ground.Goal(text="E left", track=Ground.Goal.TRACK_OFF),
                                     feedback_callback=lambda fb: stages["E left"].append(fb.feedback.stage))
     handles["E left"] = client.result_of(future, "acceptance of 'E left'")
-    outcomes.append(outcome("E left"))
+    outcomes.append(outcome("E left", last_stage="sam2_stage1"))  # the fake's last stage
     return outcomes
 
 
@@ -109,30 +129,34 @@ def run_lifecycle(client: Client) -> list[dict[str, Any]]:
             raise SystemExit(f"no {service.srv_name}")
     name = f"decaf_ros: {client.prefix}"
 
-    def models_loaded_after(since: int) -> str:
-        """models_loaded of the first /diagnostics entry for our node published after ``since``."""
+    def models_loaded_in(state: str, since: int) -> str:
+        """models_loaded of the first /diagnostics entry for our node in ``state`` received from index
+        ``since`` on: that entry was published after the transition completed, whatever the order in
+        which the diagnostics and the service responses arrived."""
         def fresh() -> str | None:
             for array in diagnostics[since:]:
                 for entry in array.status:
-                    if entry.name == name:
-                        return {kv.key: kv.value for kv in entry.values}["models_loaded"]
+                    values = {kv.key: kv.value for kv in entry.values}
+                    if entry.name == name and values["lifecycle_state"] == state:
+                        return values["models_loaded"]
             return None
-        return client.until(fresh, "diagnostics")
+        return client.until(fresh, f"diagnostics in {state}")
 
     steps = []
     for transition in (Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE,
                        Transition.TRANSITION_DEACTIVATE, Transition.TRANSITION_CLEANUP,
                        Transition.TRANSITION_CONFIGURE, Transition.TRANSITION_ACTIVATE,
                        Transition.TRANSITION_ACTIVE_SHUTDOWN):
+        # Each state recurs in the sequence: only messages received from this transition on count.
+        diagnostics_since, status_since = len(diagnostics), len(status)
         response = client.result_of(change.call_async(ChangeState.Request(transition=Transition(id=transition))),
                                     f"transition {transition}")
         state = client.result_of(get.call_async(GetState.Request()), "get_state").current_state.label
         step = {"transition": transition, "success": response.success, "state": state}
         if state in ("inactive", "active"):
-            # Diagnostics published after the transition completed say whether the models are in memory.
-            step["models_loaded"] = models_loaded_after(len(diagnostics))
+            step["models_loaded"] = models_loaded_in(state, diagnostics_since)
         step["status_lifecycle"] = client.until(
-            lambda s=state: next((m.lifecycle_state for m in reversed(status) if m.lifecycle_state == s), None),
+            lambda s=state: next((m.lifecycle_state for m in status[status_since:] if m.lifecycle_state == s), None),
             f"status in {state}")
         steps.append(step)
     return steps

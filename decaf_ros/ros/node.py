@@ -322,11 +322,13 @@ class DecafNode(LifecycleNode):
         if self._pipeline is None and not self._load_pipeline():
             return FAILURE  # the reason is on ~/status and in the log
         self._reset_frames(self._params.clip_length)
-        self._create_camera_inputs()
         super().on_activate(state)  # enables the lifecycle publishers
         with self._cond:
             self._active = True
             self._cond.notify_all()
+        # Last: a camera subscription is what other nodes see of an active node, so goals sent once
+        # it is matched must not find the node still refusing them (executor threads run side by side).
+        self._create_camera_inputs()
         self._set_state(Status.IDLE, error=self._model_warning)
         self.get_logger().info(f"active: reading {self._image_topic}")
         return SUCCESS
@@ -546,10 +548,11 @@ class DecafNode(LifecycleNode):
             with self._status_lock:  # before the worker can see the goal, so its errors are not overwritten
                 self._last_error = self._no_frames_message() if no_frames else ""
                 self._first_result_ms = self._dense_result_ms = 0.0
+            # Also before the worker can see the goal: its "grounding" feedback must come after this one.
+            goal.feedback("waiting_for_frames" if no_frames else "queued")
             self._cond.notify_all()
         if previous is not None:
             previous.finish(ABORTED, error=f"superseded by {goal.describe()}")
-        goal.feedback("waiting_for_frames" if no_frames else "queued")
         self.get_logger().info(goal.describe())
         self.publish_status()  # acknowledges the new goal id
 

@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import weakref
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,8 @@ from decaf_ros.action import Ground
 from decaf_ros.msg import Status, TargetArray
 from decaf_ros.ros.image_conversion import array_to_image, rgb_to_compressed
 from fake_pipeline import FakePipeline, FakePipelineWithoutCoarse, grown, planted_mask
-from node_harness import RELIABLE, H, W, camera_info, depth_image, flat_depth, header_at, make_image, stamp_key
+from node_harness import (RELIABLE, H, W, Harness, camera_info, depth_image, flat_depth, header_at, make_image,
+                          stamp_key)
 
 TEST_DIR = Path(__file__).resolve().parents[1]  # test/: the child scripts and the fixtures they import
 CHILD_TIMEOUT_S = 120
@@ -44,12 +46,26 @@ def child_env() -> dict[str, str]:
     return env
 
 
-def run_client(mode: str, namespace: str) -> list[dict]:
-    result = subprocess.run([sys.executable, str(TEST_DIR / "ros_client.py"), mode, namespace],
-                            capture_output=True, text=True, timeout=CHILD_TIMEOUT_S, env=child_env(), cwd="/",
-                            check=False)
-    assert result.returncode == 0, result.stderr[-3000:]
-    return json.loads(result.stdout.strip().splitlines()[-1])
+def run_client(mode: str, namespace: str,
+               releases: Sequence[tuple[str, Callable[[], bool]]] = ()) -> list[dict]:
+    """Run test/ros_client.py; at each of its sync points, release it once the next predicate holds here."""
+    child = subprocess.Popen([sys.executable, str(TEST_DIR / "ros_client.py"), mode, namespace],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                             env=child_env(), cwd="/")
+    try:
+        for what, ready in releases:
+            Harness.wait_for(lambda r=ready: r() or child.poll() is not None, timeout=CHILD_TIMEOUT_S, what=what)
+            if child.poll() is not None:
+                break  # failed early: its stderr says why
+            child.stdin.write("go\n")
+            child.stdin.flush()
+        stdout, stderr = child.communicate(timeout=CHILD_TIMEOUT_S)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.communicate()
+    assert child.returncode == 0, stderr[-3000:]
+    return json.loads(stdout.strip().splitlines()[-1])
 
 
 def mask_array(msg: Image) -> np.ndarray:
@@ -276,6 +292,11 @@ class ActionUser:
         self.h.wait_for(future.done, what=what)
         return future.result()
 
+    def stages_up_to(self, last: str) -> list[str]:
+        """The feedback stages once ``last`` has arrived: feedback and result are not ordered."""
+        self.h.wait_for(lambda: last in [f.stage for f in self.feedback], what=f"feedback up to {last!r}")
+        return [f.stage for f in self.feedback]
+
 
 def test_ground_action_returns_dense_targets_with_coarse_feedback(make_harness):
     h = make_harness()
@@ -286,7 +307,7 @@ def test_ground_action_returns_dense_targets_with_coarse_feedback(make_harness):
     targets = response.result.targets
     assert targets.stage == TargetArray.STAGE_DENSE and targets.goal == "the left thing"
     assert targets.targets[0].area_px == planted_mask(H, W, "left").sum()
-    stages = [f.stage for f in user.feedback]
+    stages = user.stages_up_to("sam2_stage1")  # the fake's last stage
     assert stages[:3] == ["queued", "grounding", "p1_video"] and "coarse" in stages
     coarse_fb = next(f for f in user.feedback if f.stage == "coarse")
     assert coarse_fb.targets.stage == TargetArray.STAGE_COARSE and len(coarse_fb.targets.targets) == 1
@@ -324,7 +345,10 @@ def test_invalid_action_goal_is_aborted_with_the_reason_and_the_current_goal_kep
 def test_action_goals_from_a_second_process_end_with_the_right_reason(make_harness):
     h = make_harness(track=False)
     h.send_frame(1)
-    a, b, d, e = run_client("actions", h.ns)
+    # The client sends D only once the topic goal's grounding runs here (see ros_client.py).
+    topic_goal_grounding = ("'hold C topic' grounding",
+                            lambda: [q for q, _ in h.fake.ground_calls][2:] == ["hold C topic"])
+    a, b, d, e = run_client("actions", h.ns, releases=[topic_goal_grounding])
     assert (a["status"], b["status"], d["status"], e["status"]) == ("aborted", "aborted", "canceled", "succeeded")
     assert "superseded by goal 2 (Ground action): 'hold B right'" in a["error"]
     assert "superseded by goal 3 (goal topic): 'hold C topic'" in b["error"]
@@ -354,6 +378,24 @@ def test_lifecycle_transitions_from_a_second_process(make_harness):
     assert all(s["status_lifecycle"] == s["state"] for s in steps)
     gc.collect()
     assert len(made) == 2 and all(ref() is None for ref in made)  # deactivate dropped each pipeline
+
+
+def test_goal_sent_once_the_camera_subscription_appears_is_served(make_harness):
+    """Other nodes take the camera subscription as the sign of an active node (as the Ctrl-C test does);
+    under a MultiThreadedExecutor their goal may run while activation is still finishing."""
+    h = make_harness(autostart=False)
+    node, create_camera_inputs = h.node, h.node._create_camera_inputs
+
+    def camera_inputs_then_a_goal() -> None:
+        create_camera_inputs()
+        node._on_goal(String(data="left thing"))  # what another executor thread may run at this moment
+
+    node._create_camera_inputs = camera_inputs_then_a_goal
+    assert node.trigger_configure() == TransitionCallbackReturn.SUCCESS
+    assert node.trigger_activate() == TransitionCallbackReturn.SUCCESS
+    h.wait_active()
+    h.send_frame(1)
+    assert h.targets_for("left thing").goal_id == 1
 
 
 def test_deactivate_aborts_the_action_goal_and_stops_tracking(make_harness):

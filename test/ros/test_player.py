@@ -1,7 +1,6 @@
 """Sample clip + decaf_player: real photos, camera motion, aligned depth, consistent stamps."""
 from __future__ import annotations
 
-import itertools
 import threading
 import time
 from collections import defaultdict
@@ -18,9 +17,9 @@ from std_msgs.msg import String
 from decaf_ros.ros.image_conversion import image_to_depth_m, image_to_rgb
 from decaf_ros.ros.player import DecafPlayer
 from decaf_ros.ros.sample import FRAME_ID, build_sample_clip, depth_to_encoding
+from node_harness import unique_namespace
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-_ns = itertools.count()
 
 
 def wait_until(predicate, what: str, timeout: float = 10.0) -> None:
@@ -54,7 +53,7 @@ def test_depth_encodings_roundtrip():
 
 
 def test_player_publishes_image_depth_info_with_matching_stamps(rclpy_context):
-    ns = f"/player_test_{next(_ns)}"
+    ns = unique_namespace("player_test")
     player = DecafPlayer(namespace=ns, context=rclpy_context, parameter_overrides=[
         Parameter("width", value=64), Parameter("height", value=48), Parameter("num_frames", value=4),
         Parameter("rate_hz", value=50.0), Parameter("goal", value="the astronaut"),
