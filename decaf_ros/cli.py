@@ -17,7 +17,7 @@ import cv2
 import numpy as np
 from tqdm import tqdm
 
-from .cli_options import add_variant_options, variant_settings
+from .cli_options import add_sharing_options, add_variant_options, sharing_settings, variant_settings
 from .core.config import DTYPES, DecafConfig
 from .core.loading import ModelLoadError
 from .core.overlay import draw_overlay, image_strip
@@ -148,6 +148,7 @@ def build_parser() -> argparse.ArgumentParser:
                         help="generation length of the object-class answers")
     parser.add_argument("--fps", type=float, default=10.0, help="frame rate of the overlay video")
     add_variant_options(parser)
+    add_sharing_options(parser)
     return parser
 
 
@@ -158,7 +159,7 @@ def run(argv: Sequence[str] | None = None) -> int:
     config = DecafConfig(mllm=args.mllm, sam2=args.sam2, device=args.device, dtype=args.dtype,
                          num_key_frames=args.key_frames, rollout_start_layer=args.rollout_start_layer,
                          video_max_tokens=args.video_max_tokens, max_new_tokens=args.max_new_tokens,
-                         **variant_settings(args))
+                         **variant_settings(args), **sharing_settings(args))
     if args.tiny:
         from .devtools.tiny_models import tiny_config, tiny_warning
 

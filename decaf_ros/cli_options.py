@@ -8,7 +8,8 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
-from .core.config import IMAGE_PROCESSOR_BACKENDS, PROMPT_VERSION_FIELDS, VARIANT_DOCS, VARIANT_FIELDS, DecafConfig
+from .core.config import (IMAGE_PROCESSOR_BACKENDS, PROMPT_VERSION_FIELDS, SHARING_DOCS, SHARING_FIELDS,
+                          VARIANT_DOCS, VARIANT_FIELDS, DecafConfig)
 from .core.prompts import PROMPT_VERSIONS
 
 
@@ -22,6 +23,20 @@ def add_variant_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument(_flag("image_processor_backend"), choices=IMAGE_PROCESSOR_BACKENDS,
                        default=defaults.image_processor_backend,
                        help=f"{VARIANT_DOCS['image_processor_backend']} (default: %(default)s)")
+
+
+def add_sharing_options(parser: argparse.ArgumentParser) -> None:
+    """Add --[no-]share-prompt-prefix and --[no-]share-sam2-features (default on; off = the reference computation)."""
+    defaults = DecafConfig()
+    group = parser.add_argument_group("exact sharing (same results; off runs the reference computation literally)")
+    for name in SHARING_FIELDS:
+        group.add_argument(_flag(name), action=argparse.BooleanOptionalAction, default=getattr(defaults, name),
+                           help=f"{SHARING_DOCS[name]} (default: %(default)s)")
+
+
+def sharing_settings(args: argparse.Namespace) -> dict[str, Any]:
+    """The DecafConfig fields the options of :func:`add_sharing_options` set."""
+    return {name: getattr(args, name) for name in SHARING_FIELDS}
 
 
 def variant_settings(args: argparse.Namespace) -> dict[str, Any]:

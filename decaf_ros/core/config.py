@@ -26,6 +26,16 @@ VARIANT_DOCS = {
                                "torchvision = transformers' fast one (pixels differ by 1 ulp)",
 }
 
+# Exact sharing switches of the live path (docs/method.md §13): on, each thing is computed once; off, the
+# reference computation runs literally. The node's parameters and the tools' options use these descriptions.
+SHARING_FIELDS = ("share_prompt_prefix", "share_sam2_features")
+SHARING_DOCS = {
+    "share_prompt_prefix": "P3 reuses P1's visual prefix (vision features, KV cache, prefix V-Max sums): the same "
+                           "maps to fp rounding for about half the MLLM work; off = the reference computation",
+    "share_sam2_features": "one SAM2 image-feature cache per grounding (bit-identical masks, each frame encoded "
+                           "once); off = every SAM2 session encodes its frames again",
+}
+
 
 @dataclass(frozen=True)
 class DecafConfig:

@@ -6,7 +6,7 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from ..cli_options import add_variant_options, variant_settings
+from ..cli_options import add_sharing_options, add_variant_options, sharing_settings, variant_settings
 from .datasets import DATA_ROOT_ENV, DATASETS, LAYOUTS, DatasetError
 from .runner import EvaluationError, format_keypoints, format_table, merge_shards, results_path, run_evaluation
 
@@ -40,6 +40,7 @@ def build_parser() -> argparse.ArgumentParser:
     shards.add_argument("--merge", action="store_true",
                         help="join the N shard results under OUT into results_<dataset>.json (runs no model)")
     add_variant_options(parser)
+    add_sharing_options(parser)
     return parser
 
 
@@ -65,7 +66,7 @@ def run(args: argparse.Namespace) -> list[dict]:
         return [merge_shards(name, args.out, args.num_shards) for name in args.dataset]
     roots = parse_roots(args.root, args.dataset)
     return [run_evaluation(name, args.out, roots[name], mllm=args.mllm, sam2=args.sam2, device=args.device,
-                           dtype=args.dtype, settings=variant_settings(args), coarse_only=args.coarse_only,
+                           dtype=args.dtype, settings={**variant_settings(args), **sharing_settings(args)}, coarse_only=args.coarse_only,
                            limit=args.limit, eval_only=args.eval_only, num_shards=args.num_shards,
                            shard_index=args.shard_index, show_progress=not args.no_progress)
             for name in args.dataset]

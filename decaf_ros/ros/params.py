@@ -12,7 +12,7 @@ from typing import Any, Callable
 from rcl_interfaces.msg import FloatingPointRange, IntegerRange, ParameterDescriptor, SetParametersResult
 
 from decaf_ros.core.config import (DEFAULT_MLLM, DEFAULT_SAM2, IMAGE_PROCESSOR_BACKENDS, PROMPT_VERSION_FIELDS,
-                                   VARIANT_DOCS, DecafConfig)
+                                   SHARING_DOCS, SHARING_FIELDS, VARIANT_DOCS, DecafConfig)
 
 QOS_CHOICES = ("sensor_data", "reliable")
 IMAGE_TRANSPORTS = ("raw", "compressed")
@@ -86,6 +86,7 @@ PARAMS: tuple[ParamSpec, ...] = (
       for name in PROMPT_VERSION_FIELDS),
     ParamSpec("image_processor_backend", _C.image_processor_backend, VARIANT_DOCS["image_processor_backend"],
               read_only=True, core_field="image_processor_backend", choices=IMAGE_PROCESSOR_BACKENDS),
+    *(ParamSpec(name, getattr(_C, name), SHARING_DOCS[name], core_field=name) for name in SHARING_FIELDS),
     # --- clip buffer
     ParamSpec("clip_length", 32, "frames kept in the ring buffer (the clip grounding sees)", 1, 1024,
               read_only=True),

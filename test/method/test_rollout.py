@@ -280,7 +280,7 @@ def test_shared_prefix_rows_reused_by_another_prompt_give_the_unshared_row(prefi
     for (q1, k1), (q2, k2) in layers:
         sums = recorder.add_layer_qk(q1, k1, scaling, prefix_rows=prefix)
         assert sums.shape == (b, h) and sums.dtype == torch.float32
-        probs = dense_probs(q2, k2, scaling)[:, :, :prefix]
+        probs = causal_probs(q2, k2, scaling)[:, :, :prefix]
         expected_sums = probs[..., mask[0]].amax(-1).sum(-1)  # Σ_{q<P} max_{k∈V} A_h[q, k]
         torch.testing.assert_close(sums, expected_sums, rtol=1e-6, atol=1e-7)
         assert unshared.add_layer_qk(q2, k2, scaling) is None

@@ -98,6 +98,17 @@ def test_prompt_versions_change_at_run_time_and_reach_the_core_config(node):
     assert core.image_processor_backend == "pil"
 
 
+def test_sharing_switches_default_on_and_change_at_run_time(node):
+    core = ros_params.load_params(node).core
+    assert core.share_prompt_prefix and core.share_sam2_features
+    results = node.set_parameters([Parameter("share_prompt_prefix", value=False),
+                                   Parameter("share_sam2_features", value=False)])
+    assert all(r.successful for r in results)
+    core = ros_params.load_params(node).core
+    assert not core.share_prompt_prefix and not core.share_sam2_features
+    assert {"share_prompt_prefix", "share_sam2_features"} <= set(ros_params.DYNAMIC_CORE_FIELDS)
+
+
 @pytest.mark.parametrize("name,value,reason", [
     ("min_track_score", 3.0, ""),  # out of FloatingPointRange: rclpy refuses it
     ("prompt_object_version", 4, ""),  # out of IntegerRange

@@ -107,5 +107,8 @@ def test_cli_variant_options_reach_the_config(tmp_path, monkeypatch):
     variants = [(c.prompt_object_version, c.prompt_choice_version, c.prompt_background_version,
                  c.image_processor_backend) for c in seen]
     assert variants == [(0, 0, 0, "pil"), (2, 1, 3, "torchvision")]
+    assert [(c.share_prompt_prefix, c.share_sam2_features) for c in seen] == [(True, True)] * 2
+    assert cli.main([*args, "--no-share-prompt-prefix", "--no-share-sam2-features"]) == 2
+    assert (seen[-1].share_prompt_prefix, seen[-1].share_sam2_features) == (False, False)
     with pytest.raises(SystemExit):
         cli.main([*args, "--prompt-object-version", "4"])

@@ -244,8 +244,10 @@ def test_cli_variant_options_reach_the_pipeline(tmp_path, davis, monkeypatch):
     monkeypatch.setattr(runner, "build_pipeline", build)
     out = tmp_path / "out"
     assert cli.main(["--dataset", "davis", "--root", str(davis), "--out", str(out), "--no-progress",
-                     "--prompt-choice-version", "2", "--image-processor-backend", "torchvision"]) == 0
+                     "--prompt-choice-version", "2", "--image-processor-backend", "torchvision",
+                     "--no-share-sam2-features"]) == 0
     assert seen == [{"prompt_object_version": 0, "prompt_choice_version": 2, "prompt_background_version": 0,
-                     "image_processor_backend": "torchvision"}]
+                     "image_processor_backend": "torchvision", "share_prompt_prefix": True,
+                     "share_sam2_features": False}]
     recorded = json.loads((out / "settings_davis.json").read_text())
     assert recorded["prompt_choice_version"] == 2 and recorded["mllm"] == "Qwen/Qwen2.5-VL-7B-Instruct"
