@@ -87,10 +87,11 @@ def run_actions(client: Client) -> list[dict[str, Any]]:
         client.until(lambda: "p1_video" in stages[text], f"{text!r} grounding")
 
     def outcome(text: str, last_stage: str = "") -> dict[str, Any]:
-        response = client.result_of(handles[text].get_result_async(), f"result of {text!r}")
         if last_stage:
-            # Feedback and result travel on different channels, unordered: the result may come first.
+            # Feedback and result travel on different channels, unordered, and rclpy's ActionClient drops
+            # the feedback of a goal whose result it has received: ask for the result after the last stage.
             client.until(lambda: last_stage in stages[text], f"{text!r} feedback up to {last_stage!r}")
+        response = client.result_of(handles[text].get_result_async(), f"result of {text!r}")
         result = response.result
         return {"text": text, "status": STATUS_NAMES.get(response.status, str(response.status)),
                 "success": result.success, "error": result.error, "targets": len(result.targets.targets),

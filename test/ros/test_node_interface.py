@@ -286,20 +286,23 @@ class ActionUser:
         assert self.client.wait_for_server(timeout_sec=WAIT_S)
         self.feedback: list[Ground.Feedback] = []
 
-    def send(self, **goal) -> tuple[object, object]:
-        """Send a goal and wait for its end: (goal handle, GetResult response with status + result)."""
+    def send(self, last_stage: str = "", **goal) -> tuple[object, object]:
+        """Send a goal and wait for its end: (goal handle, GetResult response with status + result).
+
+        With ``last_stage``, the result is requested only once that feedback has arrived: feedback and
+        result are not ordered, and rclpy's ActionClient drops feedback for a goal whose result it has."""
         future = self.client.send_goal_async(Ground.Goal(**goal),
                                              feedback_callback=lambda m: self.feedback.append(m.feedback))
         handle = self.wait(future, "goal response")
+        if last_stage:
+            self.h.wait_for(lambda: last_stage in self.stages(), what=f"feedback up to {last_stage!r}")
         return handle, self.wait(handle.get_result_async(), "result")
 
     def wait(self, future, what: str):
         self.h.wait_for(future.done, what=what)
         return future.result()
 
-    def stages_up_to(self, last: str) -> list[str]:
-        """The feedback stages once ``last`` has arrived: feedback and result are not ordered."""
-        self.h.wait_for(lambda: last in [f.stage for f in self.feedback], what=f"feedback up to {last!r}")
+    def stages(self) -> list[str]:
         return [f.stage for f in self.feedback]
 
 
@@ -307,12 +310,12 @@ def test_ground_action_returns_dense_targets_with_coarse_feedback(make_harness):
     h = make_harness()
     h.send_frame(1)
     user = ActionUser(h)
-    _, response = user.send(text="the left thing")
+    _, response = user.send(text="the left thing", last_stage="sam2_stage1")  # the fake's last stage
     assert response.status == 4 and response.result.success and response.result.error == ""  # SUCCEEDED
     targets = response.result.targets
     assert targets.stage == TargetArray.STAGE_DENSE and targets.goal == "the left thing"
     assert targets.targets[0].area_px == planted_mask(H, W, "left").sum()
-    stages = user.stages_up_to("sam2_stage1")  # the fake's last stage
+    stages = user.stages()
     assert stages[:3] == ["queued", "grounding", "p1_video"] and "coarse" in stages
     coarse_fb = next(f for f in user.feedback if f.stage == "coarse")
     assert coarse_fb.targets.stage == TargetArray.STAGE_COARSE and len(coarse_fb.targets.targets) == 1
