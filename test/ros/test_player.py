@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import threading
-import time
 from collections import defaultdict
 
 import numpy as np
@@ -17,17 +16,9 @@ from std_msgs.msg import String
 from decaf_ros.ros.image_conversion import image_to_depth_m, image_to_rgb
 from decaf_ros.ros.player import DecafPlayer
 from decaf_ros.ros.sample import FRAME_ID, build_sample_clip, depth_to_encoding
-from node_harness import WAIT_S, unique_namespace
+from node_harness import Harness, unique_namespace
 
 RELIABLE = QoSProfile(depth=100, reliability=ReliabilityPolicy.RELIABLE)
-
-
-def wait_until(predicate, what: str, timeout: float = WAIT_S) -> None:
-    deadline = time.monotonic() + timeout
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.01)
 
 
 def test_sample_clip_moves_over_a_real_photo():
@@ -71,10 +62,10 @@ def test_player_publishes_image_depth_info_with_matching_stamps(rclpy_context):
     try:
         # Both ends must have matched before the player ticks: the test reads frames by position and
         # the goal is published once, so a message sent before matching would shift or lose them.
-        wait_until(lambda: all(p.get_subscription_count() > 0 for p in pubs)
-                   and all(s.get_publisher_count() > 0 for s in subs), "player and sink matched")
+        Harness.wait_for(lambda: all(p.get_subscription_count() > 0 for p in pubs)
+                         and all(s.get_publisher_count() > 0 for s in subs), what="player and sink matched")
         executor.add_node(player)
-        wait_until(lambda: len(got["image"]) >= 8 and got["goal"], "8 frames and the goal")
+        Harness.wait_for(lambda: len(got["image"]) >= 8 and got["goal"], what="8 frames and the goal")
     finally:
         executor.shutdown()
         thread.join(timeout=10.0)
